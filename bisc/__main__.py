@@ -1,0 +1,3 @@
+from bisc.cli import main
+
+raise SystemExit(main())

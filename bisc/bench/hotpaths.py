@@ -1,0 +1,254 @@
+"""Benchmark cases for the hot paths, over every loaded implementation."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from bisc import hotpaths
+from bisc.bench.timing import best_seconds, ops_per_second
+from bisc.codec import packet_spec
+
+PAYLOAD_SIZE = 1000
+FRAGMENTS = 100
+MAX_DATAGRAM = 1200
+
+
+@dataclass
+class Row:
+    hot_path: str
+    case: str
+    impl: str
+    rate: float
+    unit: str
+    ratios: dict[str, float] = field(default_factory=dict)  # baseline impl -> rate ratio
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Target:
+    description: str
+    value: float
+    goal: float
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.goal
+
+
+@dataclass
+class BenchConfig:
+    min_time: float = 0.5
+    file_size: int = 1 << 30
+    file_path: Path | None = None  # hash this file instead of a generated one
+    hash_repeats: int = 3
+
+
+def _with_ratios(rows: list[Row], baselines: tuple[str, ...]) -> list[Row]:
+    by_impl = {r.impl: r.rate for r in rows}
+    for row in rows:
+        for base in baselines:
+            if base in by_impl and base != row.impl:
+                row.ratios[base] = row.rate / by_impl[base]
+    return rows
+
+
+def _packet_rows(cfg: BenchConfig) -> list[Row]:
+    payload = bytes(range(256)) * (PAYLOAD_SIZE // 256) + bytes(PAYLOAD_SIZE % 256)
+    fields = (3, 123456, 987654, 2, 5, 1, payload)
+    spec_fields = dict(
+        zip(
+            ("stream_id", "sequence", "timestamp", "fragment_index", "fragment_count", "flags"),
+            fields[:6],
+            strict=False,
+        ),
+        version=1,
+        payload=payload,
+    )
+    datagram = hotpaths.SELECTION.loaded("packet")["python"].encode_packet(*fields)
+    encode: list[Row] = [
+        Row(
+            "packet",
+            "encode",
+            "construct",
+            ops_per_second(functools.partial(packet_spec.spec_encode, spec_fields), cfg.min_time),
+            "ops/s",
+        )
+    ]
+    decode: list[Row] = [
+        Row(
+            "packet",
+            "decode",
+            "construct",
+            ops_per_second(functools.partial(packet_spec.spec_decode, datagram), cfg.min_time),
+            "ops/s",
+        )
+    ]
+    for impl, module in hotpaths.SELECTION.loaded("packet").items():
+        enc, dec = module.encode_packet, module.decode_packet
+        encode.append(
+            Row(
+                "packet",
+                "encode",
+                impl,
+                ops_per_second(functools.partial(enc, *fields), cfg.min_time),
+                "ops/s",
+            )
+        )
+        decode.append(
+            Row(
+                "packet",
+                "decode",
+                impl,
+                ops_per_second(functools.partial(dec, datagram), cfg.min_time),
+                "ops/s",
+            )
+        )
+    return _with_ratios(encode, ("python", "construct")) + _with_ratios(decode, ("python", "construct"))
+
+
+def _reassemble(module: ModuleType, datagrams: list[bytes]) -> Callable[[], object]:
+    reassembler_cls = module.Reassembler
+
+    def run() -> object:
+        reassembler = reassembler_cls()
+        frame = None
+        for datagram in datagrams:
+            frame = reassembler.push(datagram, 0.0)
+        assert frame is not None
+        return frame
+
+    return run
+
+
+def _fragment_rows(cfg: BenchConfig) -> list[Row]:
+    payload = os.urandom(FRAGMENTS * (MAX_DATAGRAM - 15))
+    loaded = hotpaths.SELECTION.loaded("fragment")
+    datagrams = loaded["python"].fragment_frame(
+        payload,
+        stream_id=1,
+        first_sequence=7,
+        timestamp=90000,
+        flags=1,
+        max_datagram_size=MAX_DATAGRAM,
+    )
+    assert len(datagrams) == FRAGMENTS
+    split: list[Row] = []
+    join: list[Row] = []
+    for impl, module in loaded.items():
+        fragment_frame = module.fragment_frame
+
+        def fragment(fragment_frame: Callable[..., list[bytes]] = fragment_frame) -> object:
+            return fragment_frame(
+                payload,
+                stream_id=1,
+                first_sequence=7,
+                timestamp=90000,
+                flags=1,
+                max_datagram_size=MAX_DATAGRAM,
+            )
+
+        split.append(
+            Row(
+                "fragment",
+                f"fragment {FRAGMENTS}-fragment frame",
+                impl,
+                ops_per_second(fragment, cfg.min_time),
+                "frames/s",
+            )
+        )
+        join.append(
+            Row(
+                "fragment",
+                f"reassemble {FRAGMENTS}-fragment frame",
+                impl,
+                ops_per_second(_reassemble(module, datagrams), cfg.min_time),
+                "frames/s",
+            )
+        )
+    return _with_ratios(split, ("python",)) + _with_ratios(join, ("python",))
+
+
+def _write_test_file(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+@dataclass
+class _HashFile:
+    path: Path
+    size: int
+
+
+def _hash_file(cfg: BenchConfig) -> Iterator[_HashFile]:
+    if cfg.file_path is not None:
+        yield _HashFile(cfg.file_path, cfg.file_path.stat().st_size)
+        return
+    with tempfile.TemporaryDirectory(prefix="bisc-bench-") as tmp:
+        path = Path(tmp) / "bench.bin"
+        _write_test_file(path, cfg.file_size)
+        yield _HashFile(path, cfg.file_size)
+
+
+def _chunkhash_rows(cfg: BenchConfig) -> list[Row]:
+    rows: list[Row] = []
+    for target in _hash_file(cfg):
+        chunks = -(-target.size // hotpaths.chunkhash.CHUNK_SIZE)
+        loaded = hotpaths.SELECTION.loaded("chunkhash")
+        # Read it once so every implementation hashes from the page cache.
+        loaded["python"].hash_file_chunks(target.path, 0, chunks, 0)
+        megabytes = target.size / 1e6
+        for threads in (1, 2):
+            for impl, module in loaded.items():
+                seconds = best_seconds(
+                    functools.partial(module.hash_file_chunks, target.path, 0, chunks, threads),
+                    cfg.hash_repeats,
+                )
+                name = "hashlib" if impl == "python" else impl
+                rows.append(
+                    Row(
+                        "chunkhash",
+                        f"hash {megabytes:.0f} MB file",
+                        f"{name} x{threads}",
+                        megabytes / seconds,
+                        "MB/s",
+                    )
+                )
+    return _with_ratios(rows, ("hashlib x1",))
+
+
+def run(cfg: BenchConfig) -> list[Row]:
+    return _packet_rows(cfg) + _fragment_rows(cfg) + _chunkhash_rows(cfg)
+
+
+def targets(rows: list[Row]) -> list[Target]:
+    """The issue's performance targets, checked against this run's rows."""
+    out: list[Target] = []
+    for row in rows:
+        if row.hot_path == "packet" and row.impl in ("cython", "rust"):
+            out.append(
+                Target(f"packet {row.case} {row.impl} vs construct", row.ratios.get("construct", 0.0), 20.0)
+            )
+            out.append(
+                Target(f"packet {row.case} {row.impl} vs pure Python", row.ratios.get("python", 0.0), 3.0)
+            )
+        elif row.hot_path == "fragment" and row.case.startswith("reassemble") and row.impl != "python":
+            out.append(Target(f"{row.case} {row.impl} vs pure Python", row.ratios.get("python", 0.0), 5.0))
+        elif row.hot_path == "chunkhash" and not row.impl.startswith("hashlib"):
+            goal = 0.95 if row.impl.endswith("x1") else 1.7
+            out.append(
+                Target(f"{row.case} {row.impl} vs hashlib x1", row.ratios.get("hashlib x1", 0.0), goal)
+            )
+    return out

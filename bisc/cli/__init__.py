@@ -1,0 +1,52 @@
+"""The `bisc` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from bisc import __version__
+from bisc.cli import bench_cmd, doctor_cmd, identity_cmd, ticket_cmd
+from bisc.errors import BiscError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bisc",
+        description="Peer-to-peer voice, video, screen and file sharing. No server, no accounts.",
+    )
+    parser.add_argument("--version", action="version", version=f"bisc {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep identity, settings and data under DIR (default: the platform's directories)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (doctor_cmd, bench_cmd, ticket_cmd, identity_cmd):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        result: int = args.run(args)
+        return result
+    except BiscError as exc:
+        print(f"bisc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

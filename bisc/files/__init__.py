@@ -1,0 +1,1 @@
+"""File sharing I/O: hashing, chunk store, catalog, swarm downloads."""

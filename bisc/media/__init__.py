@@ -1,0 +1,1 @@
+"""Media I/O: devices, capture, playback, encode/decode pipelines."""
