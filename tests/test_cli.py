@@ -62,11 +62,12 @@ def test_bench_quick_json() -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     cases = {(r["hot_path"], r["case"], r["impl"]) for r in report["rows"]}
-    assert ("packet", "encode", "construct") in cases
-    assert ("packet", "decode", "python") in cases
+    assert ("packet", "encode 160 B", "construct") in cases
+    assert ("packet", "decode 1185 B", "python") in cases
     assert any(hp == "chunkhash" and impl == "hashlib x2" for hp, _, impl in cases)
     if REQUIRED:
-        assert ("packet", "decode", "rust") in cases and ("packet", "decode", "cython") in cases
+        assert ("packet", "decode 160 B", "rust") in cases
+        assert ("packet", "encode 1185 B", "cython") in cases
         assert any(t["target"].startswith("reassemble") for t in report["targets"])
     for row in report["rows"]:
         assert row["rate"] > 0

@@ -9,12 +9,48 @@ Header layout (big-endian, 15 bytes), as in bisc.codec.packet:
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 
+cdef extern from *:
+    """
+    /* 1 (and the value in *out) if `o` is an exact int in 0..limit, else 0.
+       Never raises. Reads the digits directly on CPython 3.11. */
+    static CYTHON_INLINE int bisc_exact_uint(PyObject *o, unsigned long long limit,
+                                             unsigned long long *out) {
+        if (!PyLong_CheckExact(o)) return 0;
+    #if PY_VERSION_HEX < 0x030C0000 && !defined(PYPY_VERSION) && !defined(Py_LIMITED_API) \
+        && PyLong_SHIFT == 30
+        {
+            Py_ssize_t size = Py_SIZE(o);
+            const digit *d = ((PyLongObject *)o)->ob_digit;
+            unsigned long long v;
+            if (size == 0) v = 0;
+            else if (size == 1) v = d[0];
+            else if (size == 2) v = (unsigned long long)d[0] | ((unsigned long long)d[1] << 30);
+            else return 0;  /* negative, or at least 2**60 */
+            if (v > limit) return 0;
+            *out = v;
+            return 1;
+        }
+    #else
+        {
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+            if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+            if (overflow != 0 || v < 0 || (unsigned long long)v > limit) return 0;
+            *out = (unsigned long long)v;
+            return 1;
+        }
+    #endif
+    }
+    """
+    bint bisc_exact_uint(object o, unsigned long long limit, unsigned long long* out) noexcept
+
 cdef enum:
     PKT_VERSION = 1
     PKT_HEADER_SIZE = 15
     PKT_FLAG_KEYFRAME = 0x01
 
-# parse_header() results; anything but PKT_OK goes to raise_header_error().
+# parse_header() results. For anything but PKT_OK, decode_packet() raises the
+# reference's PacketError.
 cdef enum:
     PKT_OK = 0
     PKT_TRUNCATED = 1
@@ -79,16 +115,3 @@ cdef inline void write_header(
     o[12] = <unsigned char>fragment_index
     o[13] = <unsigned char>(fragment_count >> 8)
     o[14] = <unsigned char>fragment_count
-
-
-# Raise the PacketError that bisc.codec.packet.decode_packet raises for a
-# header that parse_header() rejected with `code` (n: the datagram's length).
-cdef int raise_header_error(int code, Py_ssize_t n, const PacketHeader* h) except -1
-
-# decode_packet() for any input: fast for bytes and bytearray, otherwise the
-# reference's own steps (len, struct unpack, slice) so errors match exactly.
-cdef MediaPacket decode_any(object data)
-
-# encode_packet() for any arguments, with the reference's validation.
-cdef object encode_any(object stream_id, object sequence, object timestamp, object fragment_index,
-                       object fragment_count, object flags, object payload)

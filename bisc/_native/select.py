@@ -37,7 +37,7 @@ HOT_PATHS: dict[str, dict[str, str]] = {
 
 # Fastest first, as measured by `bisc bench` (see README, Benchmarks).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
-    "packet": ("rust", "cython", "python"),
+    "packet": ("cython", "rust", "python"),
     "fragment": ("cython", "python"),
     "chunkhash": ("rust", "python"),
 }

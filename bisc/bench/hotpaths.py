@@ -15,7 +15,8 @@ from bisc import hotpaths
 from bisc.bench.timing import best_seconds, ops_per_second
 from bisc.codec import packet_spec
 
-PAYLOAD_SIZE = 1000
+# A 20 ms Opus voice frame and a full video fragment of a 1200-byte datagram.
+PAYLOAD_SIZES = (160, 1185)
 FRAGMENTS = 100
 MAX_DATAGRAM = 1200
 
@@ -62,53 +63,52 @@ def _with_ratios(rows: list[Row], baselines: tuple[str, ...]) -> list[Row]:
 
 
 def _packet_rows(cfg: BenchConfig) -> list[Row]:
-    payload = bytes(range(256)) * (PAYLOAD_SIZE // 256) + bytes(PAYLOAD_SIZE % 256)
+    rows: list[Row] = []
+    for size in PAYLOAD_SIZES:
+        rows += _packet_rows_for(cfg, os.urandom(size))
+    return rows
+
+
+def _packet_rows_for(cfg: BenchConfig, payload: bytes) -> list[Row]:
     fields = (3, 123456, 987654, 2, 5, 1, payload)
-    spec_fields = dict(
-        zip(
-            ("stream_id", "sequence", "timestamp", "fragment_index", "fragment_count", "flags"),
-            fields[:6],
-            strict=False,
-        ),
-        version=1,
-        payload=payload,
-    )
+    names = ("stream_id", "sequence", "timestamp", "fragment_index", "fragment_count", "flags")
+    spec_fields = dict(zip(names, fields[:6], strict=True), version=1, payload=payload)
     datagram = hotpaths.SELECTION.loaded("packet")["python"].encode_packet(*fields)
-    encode: list[Row] = [
+    enc_case, dec_case = f"encode {len(payload)} B", f"decode {len(payload)} B"
+    encode = [
         Row(
             "packet",
-            "encode",
+            enc_case,
             "construct",
             ops_per_second(functools.partial(packet_spec.spec_encode, spec_fields), cfg.min_time),
             "ops/s",
         )
     ]
-    decode: list[Row] = [
+    decode = [
         Row(
             "packet",
-            "decode",
+            dec_case,
             "construct",
             ops_per_second(functools.partial(packet_spec.spec_decode, datagram), cfg.min_time),
             "ops/s",
         )
     ]
     for impl, module in hotpaths.SELECTION.loaded("packet").items():
-        enc, dec = module.encode_packet, module.decode_packet
         encode.append(
             Row(
                 "packet",
-                "encode",
+                enc_case,
                 impl,
-                ops_per_second(functools.partial(enc, *fields), cfg.min_time),
+                ops_per_second(functools.partial(module.encode_packet, *fields), cfg.min_time),
                 "ops/s",
             )
         )
         decode.append(
             Row(
                 "packet",
-                "decode",
+                dec_case,
                 impl,
-                ops_per_second(functools.partial(dec, datagram), cfg.min_time),
+                ops_per_second(functools.partial(module.decode_packet, datagram), cfg.min_time),
                 "ops/s",
             )
         )

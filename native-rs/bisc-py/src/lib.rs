@@ -3,16 +3,20 @@
 //! Everything here is a thin wrapper: argument checking, conversion to and
 //! from Python objects, and mapping errors onto `bisc.errors`.
 
+use std::os::raw::c_int;
 use std::path::PathBuf;
 
 use bisc_core::chunkhash::{self, ChunkHashError, CHUNK_SIZE};
 use bisc_core::packet::{self, PacketError, PacketHeader, HEADER_SIZE, VERSION};
 use pyo3::basic::CompareOp;
 use pyo3::exceptions::{PyOSError, PyTypeError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyMemoryView, PyType};
+use pyo3::{ffi, intern};
+
+mod fastcall;
+mod output;
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -94,10 +98,18 @@ fn uint_arg(obj: &Bound<'_, PyAny>, max: u64) -> Result<u64, BadInt> {
     {
         return Err(BadInt::NotInt);
     }
-    match obj.extract::<u64>() {
-        Ok(v) if v <= max => Ok(v),
-        _ => Err(BadInt::OutOfRange),
+    let mut overflow: c_int = 0;
+    // SAFETY: `obj` is a live `int` (checked above) and the GIL is held.
+    // For an int this cannot fail; it reports values beyond i64 in `overflow`.
+    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+    if overflow != 0 || v < 0 || v as u64 > max {
+        if v == -1 {
+            // Defensive: clear an error, should the C API ever set one.
+            drop(PyErr::take(obj.py()));
+        }
+        return Err(BadInt::OutOfRange);
     }
+    Ok(v as u64)
 }
 
 #[cold]
@@ -164,7 +176,8 @@ fn header_from_args(
     Ok(header)
 }
 
-/// `header + payload` as a new `bytes`, written in place.
+/// `header + payload` as a new `bytes`, written in place: no zero-fill, no
+/// intermediate buffer, and usually no allocation (see [`output`]).
 #[inline(always)]
 fn encode_to_bytes<'py>(
     py: Python<'py>,
@@ -172,12 +185,30 @@ fn encode_to_bytes<'py>(
     payload: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
     let head = header.to_bytes();
-    PyBytes::new_with(py, HEADER_SIZE + payload.len(), |buf| {
-        let (h, p) = buf.split_at_mut(HEADER_SIZE);
-        h.copy_from_slice(&head);
-        p.copy_from_slice(payload);
-        Ok(())
-    })
+    let obj = output::new_bytes(py, HEADER_SIZE + payload.len())?;
+    // SAFETY: `new_bytes` returns a bytes object of exactly
+    // `HEADER_SIZE + payload.len()` bytes that no one else can see yet, for
+    // us to fill; both copies stay inside it.
+    unsafe {
+        let buf = ffi::PyBytes_AS_STRING(obj.as_ptr()) as *mut u8;
+        std::ptr::copy_nonoverlapping(head.as_ptr(), buf, HEADER_SIZE);
+        std::ptr::copy_nonoverlapping(payload.as_ptr(), buf.add(HEADER_SIZE), payload.len());
+    }
+    Ok(obj)
+}
+
+/// The contents of a `bytes` object (inlined `PyBytes_AS_STRING`/`Py_SIZE`).
+#[inline(always)]
+fn bytes_of<'a>(bytes: &'a Bound<'_, PyBytes>) -> &'a [u8] {
+    // SAFETY: `bytes` is a live bytes object; its data is immutable and lives
+    // as long as the borrowed reference.
+    unsafe {
+        let ptr = bytes.as_ptr();
+        std::slice::from_raw_parts(
+            ffi::PyBytes_AS_STRING(ptr) as *const u8,
+            ffi::Py_SIZE(ptr) as usize,
+        )
+    }
 }
 
 /// `header + payload` for a payload that is not exactly `bytes`: whatever
@@ -291,7 +322,7 @@ impl MediaPacket {
 
     /// The packet as one datagram (header then payload).
     fn encode<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        encode_to_bytes(py, &self.header, self.payload.as_bytes(py))
+        encode_to_bytes(py, &self.header, bytes_of(self.payload.bind(py)))
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> Py<PyAny> {
@@ -306,18 +337,8 @@ impl MediaPacket {
                     || self.payload.as_bytes(py) == other.payload.as_bytes(py))
         };
         match op {
-            CompareOp::Eq => equal()
-                .into_pyobject(py)
-                .unwrap()
-                .to_owned()
-                .into_any()
-                .unbind(),
-            CompareOp::Ne => (!equal())
-                .into_pyobject(py)
-                .unwrap()
-                .to_owned()
-                .into_any()
-                .unbind(),
+            CompareOp::Eq => PyBool::new(py, equal()).to_owned().into_any().unbind(),
+            CompareOp::Ne => PyBool::new(py, !equal()).to_owned().into_any().unbind(),
             _ => py.NotImplemented(),
         }
     }
@@ -341,18 +362,11 @@ impl MediaPacket {
 // ---------------------------------------------------------------------------
 // Functions
 
-/// Encode one media packet to a datagram.
-#[pyfunction]
-#[pyo3(signature = (stream_id, sequence, timestamp, fragment_index, fragment_count, flags, payload, /))]
-fn encode_packet<'py>(
-    stream_id: &Bound<'py, PyAny>,
-    sequence: &Bound<'py, PyAny>,
-    timestamp: &Bound<'py, PyAny>,
-    fragment_index: &Bound<'py, PyAny>,
-    fragment_count: &Bound<'py, PyAny>,
-    flags: &Bound<'py, PyAny>,
-    payload: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
+/// `encode_packet(stream_id, sequence, timestamp, fragment_index,
+/// fragment_count, flags, payload, /)`: registered by hand in `fastcall` (the
+/// pyo3 argument machinery costs ~15% of this very short call).
+fn encode_packet<'py>(args: &[Borrowed<'_, 'py, PyAny>; 7]) -> PyResult<Bound<'py, PyBytes>> {
+    let [stream_id, sequence, timestamp, fragment_index, fragment_count, flags, payload] = args;
     let header = header_from_args(
         stream_id,
         sequence,
@@ -362,7 +376,7 @@ fn encode_packet<'py>(
         flags,
     )?;
     match payload.cast_exact::<PyBytes>() {
-        Ok(bytes) => encode_to_bytes(payload.py(), &header, bytes.as_bytes()),
+        Ok(bytes) => encode_to_bytes(payload.py(), &header, bytes_of(&bytes)),
         Err(_) => encode_any(&header, payload),
     }
 }
@@ -371,7 +385,7 @@ fn encode_packet<'py>(
 #[pyfunction]
 fn decode_packet(data: &Bound<'_, PyAny>) -> PyResult<MediaPacket> {
     match data.cast_exact::<PyBytes>() {
-        Ok(bytes) => decode_slice(data.py(), bytes.as_bytes()),
+        Ok(bytes) => decode_slice(data.py(), bytes_of(bytes)),
         Err(_) => decode_slice(data.py(), buffer_to_bytes(data)?.as_bytes()),
     }
 }
@@ -478,7 +492,7 @@ fn _bisc_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HEADER_SIZE", HEADER_SIZE)?;
     m.add("CHUNK_SIZE", CHUNK_SIZE)?;
     m.add_class::<MediaPacket>()?;
-    m.add_function(wrap_pyfunction!(encode_packet, m)?)?;
+    fastcall::add_encode_packet(m)?;
     m.add_function(wrap_pyfunction!(decode_packet, m)?)?;
     m.add_function(wrap_pyfunction!(hash_chunks, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file_chunks, m)?)?;
