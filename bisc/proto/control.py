@@ -33,6 +33,7 @@ class ControlKind(enum.IntEnum):
     JOIN = 1
     WELCOME = 2
     GOSSIP = 3
+    DIRECT = 4  # one sealed envelope for this peer only (a leaving peer's last words)
 
 
 def admission_proof(secret: bytes, binding: bytes, role: str) -> bytes:
@@ -61,7 +62,12 @@ class Gossip:
     data: bytes
 
 
-ControlFrame = Join | Welcome | Gossip
+@dataclass(frozen=True)
+class Direct:
+    sealed: bytes
+
+
+ControlFrame = Join | Welcome | Gossip | Direct
 
 
 def encode_control(frame: ControlFrame) -> bytes:
@@ -77,8 +83,10 @@ def encode_control(frame: ControlFrame) -> bytes:
             budget -= len(env) + 8
             snapshot.append(env)
         fields = [ControlKind.WELCOME, frame.proof, snapshot]
-    else:
+    elif isinstance(frame, Gossip):
         fields = [ControlKind.GOSSIP, frame.data]
+    else:
+        fields = [ControlKind.DIRECT, frame.sealed]
     return bytes(msgpack.packb(fields, use_bin_type=True))
 
 
@@ -112,4 +120,6 @@ def decode_control(data: bytes) -> ControlFrame:
             return Welcome(proof, tuple(snapshot))
     elif kind == ControlKind.GOSSIP and len(rest) == 1 and isinstance(rest[0], bytes):
         return Gossip(rest[0])
+    elif kind == ControlKind.DIRECT and len(rest) == 1 and isinstance(rest[0], bytes):
+        return Direct(rest[0])
     raise MessageError(f"malformed control frame of kind {kind}")

@@ -1,0 +1,66 @@
+"""Typed channel events, as the API's async iterator and the CLI's JSON show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bisc.proto.membership import (
+    ChatReceived,
+    FileAnnounced,
+    MediaStateChanged,
+    MemberJoined,
+    MemberLeft,
+    MembershipEvent,
+    TicketRefreshed,
+)
+
+ChannelEvent = MembershipEvent
+
+__all__ = [
+    "ChannelEvent",
+    "ChatReceived",
+    "FileAnnounced",
+    "MediaStateChanged",
+    "MemberJoined",
+    "MemberLeft",
+    "TicketRefreshed",
+    "event_to_json",
+]
+
+
+def event_to_json(event: ChannelEvent) -> dict[str, Any]:
+    """One event as the CLI's --json line."""
+    if isinstance(event, MemberJoined):
+        m = event.member
+        return {"event": "peer_joined", "peer": str(m.peer_id), "name": m.name}
+    if isinstance(event, MemberLeft):
+        return {"event": "peer_left", "peer": str(event.peer_id), "name": event.name, "reason": event.reason}
+    if isinstance(event, ChatReceived):
+        return {
+            "event": "chat",
+            "peer": str(event.peer_id),
+            "name": event.name,
+            "text": event.text,
+            "timestamp_ms": event.timestamp_ms,
+            "id": event.chat_id.hex(),
+        }
+    if isinstance(event, MediaStateChanged):
+        s = event.state
+        return {
+            "event": "media_state",
+            "peer": str(event.peer_id),
+            "audio_muted": s.audio_muted,
+            "video_enabled": s.video_enabled,
+            "screen_sharing": s.screen_sharing,
+            "app_audio_sharing": s.app_audio_sharing,
+        }
+    if isinstance(event, FileAnnounced):
+        f = event.file
+        return {
+            "event": "file_announced",
+            "peer": str(event.peer_id),
+            "hash": f.file_hash.hex(),
+            "name": f.name,
+            "size": f.size,
+        }
+    return {"event": "ticket_refreshed", "peer": str(event.peer_id), "ticket": event.ticket}

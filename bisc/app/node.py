@@ -1,0 +1,219 @@
+"""Node: one identity on one endpoint, the entry point of the Python API.
+
+async with Node(data_dir="~/.bisc-a", display_name="Ada") as node:
+    channel = await node.create_channel()
+    print(channel.ticket())
+    async for event in channel.events():
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from types import TracebackType
+
+from bisc.app.channel import Channel
+from bisc.errors import BiscError
+from bisc.identity import Identity
+from bisc.net.transport import Connection, Endpoint, TransportError
+from bisc.paths import Paths
+from bisc.proto.control import (
+    DENIED_REASON,
+    Join,
+    Welcome,
+    admission_proof,
+    check_proof,
+    decode_control,
+    encode_control,
+)
+from bisc.proto.messages import MAX_NAME, MessageError
+from bisc.settings import Settings
+from bisc.ticket import BiscTicket, EndpointAddr
+
+log = logging.getLogger(__name__)
+
+ADMISSION_TIMEOUT = 5.0
+DIAL_TIMEOUT = 5.0
+CAPABILITIES = ("chat",)
+
+
+class JoinError(BiscError):
+    """No bootstrap peer of a ticket could be reached and admitted us."""
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[v6]:PORT' -> (host, port); BiscError if malformed."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 0xFFFF:
+        raise BiscError(f"--bind must be HOST:PORT, got {bind!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class Node:
+    def __init__(
+        self,
+        *,
+        data_dir: str | Path | None = None,
+        display_name: str | None = None,
+        bind: str = "0.0.0.0:0",
+        identity: Identity | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        self.paths = Paths.resolve(data_dir)
+        self._identity = identity
+        self._display_name = display_name
+        self._bind = parse_bind(bind)
+        self._endpoint = endpoint
+        self.channels: dict[bytes, Channel] = {}
+        self.capabilities: tuple[str, ...] = CAPABILITIES
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> Node:
+        if self._started:
+            return self
+        if self._identity is None:
+            self._identity = Identity.load_or_create(self.paths.identity_file)
+        if self._display_name is None:
+            self._display_name = Settings.load(self.paths.settings_file).display_name
+        name = self._display_name.strip()
+        if not name or len(name) > MAX_NAME:
+            raise BiscError(f"display name must be 1..{MAX_NAME} characters")
+        self._display_name = name
+        if self._endpoint is None:
+            from bisc.net.quic import QuicEndpoint  # the real network, loaded only when used
+
+            host, port = self._bind
+            self._endpoint = await QuicEndpoint.bind(self._identity, host, port)
+        self._endpoint.set_connection_handler(self._accept)
+        self._started = True
+        return self
+
+    async def close(self) -> None:
+        """Leave every channel gracefully and release the endpoint."""
+        for channel in list(self.channels.values()):
+            await channel.leave()
+        if self._endpoint is not None:
+            await self._endpoint.close()
+        self._started = False
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def identity(self) -> Identity:
+        if self._identity is None:
+            raise BiscError("node not started")
+        return self._identity
+
+    @property
+    def endpoint(self) -> Endpoint:
+        if self._endpoint is None:
+            raise BiscError("node not started")
+        return self._endpoint
+
+    @property
+    def display_name(self) -> str:
+        return self._display_name or ""
+
+    # -- channels ----------------------------------------------------------
+    async def create_channel(self) -> Channel:
+        """A new channel with a fresh secret; share channel.ticket() to invite."""
+        await self.start()
+        channel = Channel(self, BiscTicket.new_secret())
+        self.channels[channel.topic_id] = channel
+        channel._start(bootstrap=[])
+        return channel
+
+    async def join(self, ticket: str | BiscTicket, timeout: float = 15.0) -> Channel:
+        """Join the channel of `ticket`, trying all its bootstrap peers at once."""
+        if isinstance(ticket, str):
+            ticket = BiscTicket.parse(ticket)
+        await self.start()
+        if ticket.topic_id in self.channels:
+            return self.channels[ticket.topic_id]
+        channel = Channel(self, ticket.secret)
+        self.channels[channel.topic_id] = channel
+        peers = [p for p in ticket.bootstrap if p.endpoint_id != self.identity.endpoint_id]
+        if not peers:
+            await channel._shutdown("no bootstrap peer")
+            raise JoinError("the ticket lists only this node")
+        results = await asyncio.wait_for(
+            asyncio.gather(*(self._dial_channel(channel, p) for p in peers), return_exceptions=True),
+            timeout,
+        )
+        reached = []
+        errors = []
+        for peer, result in zip(peers, results, strict=True):
+            if isinstance(result, Connection):
+                channel._register(result, dialed_by_me=True)
+                reached.append(peer.endpoint_id)
+            else:
+                errors.append(f"{peer.endpoint_id.short()}: {result}")
+        if not reached:
+            await channel._shutdown("join failed")
+            raise JoinError("could not join: " + "; ".join(errors))
+        channel._start(bootstrap=reached)
+        return channel
+
+    def _forget(self, channel: Channel) -> None:
+        if self.channels.get(channel.topic_id) is channel:
+            del self.channels[channel.topic_id]
+
+    # -- admission ---------------------------------------------------------
+    async def _dial_channel(self, channel: Channel, addr: EndpointAddr) -> Connection:
+        """Connect to `addr` and be admitted to `channel` (both sides prove the secret)."""
+        try:
+            conn = await self.endpoint.connect(addr, timeout=DIAL_TIMEOUT)
+        except TransportError:
+            raise
+        except OSError as exc:  # unreachable address family and the like
+            raise TransportError(str(exc)) from None
+        try:
+            conn.send_control(
+                encode_control(
+                    Join(channel.topic_id, admission_proof(channel.secret, conn.binding, "dialer"))
+                )
+            )
+            reply = decode_control(await asyncio.wait_for(conn.recv_control(), ADMISSION_TIMEOUT))
+        except (TimeoutError, TransportError, MessageError) as exc:
+            conn.close("admission failed")
+            reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
+            raise JoinError(f"not admitted by {addr.endpoint_id.short()}: {reason}") from None
+        if not isinstance(reply, Welcome) or not check_proof(
+            channel.secret, conn.binding, "acceptor", reply.proof
+        ):
+            conn.close("admission failed")
+            raise JoinError(f"{addr.endpoint_id.short()} did not prove it holds the channel secret")
+        channel._apply_snapshot(reply.snapshot)
+        return conn
+
+    async def _accept(self, conn: Connection) -> None:
+        """Admit an inbound connection to a channel, or close it saying nothing."""
+        try:
+            request = decode_control(await asyncio.wait_for(conn.recv_control(), ADMISSION_TIMEOUT))
+        except (TimeoutError, TransportError, MessageError) as exc:
+            log.warning(
+                "closing connection from %s: no valid join request (%s)",
+                conn.remote_id.short(),
+                exc or "timeout",
+            )
+            conn.close(DENIED_REASON)
+            return
+        channel = self.channels.get(request.topic_id) if isinstance(request, Join) else None
+        if channel is None or not check_proof(channel.secret, conn.binding, "dialer", request.proof):  # type: ignore[union-attr]
+            log.warning("admission denied to %s", conn.remote_id.short())
+            conn.close(DENIED_REASON)
+            return
+        proof = admission_proof(channel.secret, conn.binding, "acceptor")
+        with contextlib.suppress(TransportError):
+            conn.send_control(encode_control(Welcome(proof, tuple(channel.snapshot()))))
+            channel._register(conn, dialed_by_me=False)

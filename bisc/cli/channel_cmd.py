@@ -1,0 +1,68 @@
+"""`bisc create` and `bisc join`: a headless channel session."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from bisc.app.node import JoinError, Node
+from bisc.cli.session import Printer, run_session
+from bisc.errors import TicketError
+from bisc.ticket import BiscTicket
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="display name (default: from settings)")
+    parser.add_argument("--bind", default="0.0.0.0:0", metavar="HOST:PORT", help="UDP address to listen on")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="leave after this long")
+
+
+def register(commands: Any) -> None:
+    create = commands.add_parser("create", help="create a channel and print its ticket")
+    _common(create)
+    create.set_defaults(run=run_create)
+    join = commands.add_parser("join", help="join a channel with a ticket")
+    join.add_argument("ticket", help="the ticket text (bisc1...)")
+    _common(join)
+    join.set_defaults(run=run_join)
+
+
+def _node(args: argparse.Namespace) -> Node:
+    return Node(data_dir=args.data_dir, display_name=args.name, bind=args.bind)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        node = _node(args)
+        await node.start()
+        channel = await node.create_channel()
+        printer = Printer(args.json)
+        printer.ticket(channel.ticket().to_text())
+        return await run_session(node, channel, printer, args.exit_after)
+
+    return asyncio.run(main())
+
+
+def run_join(args: argparse.Namespace) -> int:
+    try:
+        ticket = BiscTicket.parse(args.ticket)
+    except TicketError as exc:
+        raise TicketError(f"invalid ticket: {exc}") from None
+
+    async def main() -> int:
+        node = _node(args)
+        await node.start()
+        try:
+            channel = await node.join(ticket)
+        except (JoinError, TimeoutError) as exc:
+            await node.close()
+            print(f"bisc: {exc or 'timed out joining'}", file=sys.stderr)
+            return 1
+        printer = Printer(args.json)
+        printer.ticket(channel.ticket().to_text())
+        return await run_session(node, channel, printer, args.exit_after)
+
+    return asyncio.run(main())

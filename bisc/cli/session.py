@@ -1,0 +1,126 @@
+"""The headless session behind `bisc create` and `bisc join`: print the
+ticket, then events, one line each; stdin lines are chat; /ticket, /quit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from bisc.app.channel import Channel
+from bisc.app.events import ChannelEvent, ChatReceived, MemberJoined, MemberLeft, event_to_json
+from bisc.app.node import Node
+from bisc.errors import BiscError
+from bisc.proto.messages import MessageError
+
+HELP = "commands: /ticket (print a fresh ticket), /members, /quit; any other line is sent as chat"
+
+
+class Printer:
+    """Writes one line per event, as text or JSON, flushed at once."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def emit(self, record: dict[str, Any], text: str) -> None:
+        line = json.dumps(record, ensure_ascii=False) if self.as_json else text
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def event(self, event: ChannelEvent) -> None:
+        record = event_to_json(event)
+        if isinstance(event, MemberJoined):
+            text = f"* {event.member.name} joined ({event.member.peer_id.short()})"
+        elif isinstance(event, MemberLeft):
+            text = f"* {event.name} left ({event.reason})"
+        elif isinstance(event, ChatReceived):
+            text = f"<{event.name}> {event.text}"
+        else:
+            text = f"* {record['event']}: " + ", ".join(f"{k}={v}" for k, v in record.items() if k != "event")
+        self.emit(record, text)
+
+    def ticket(self, ticket: str) -> None:
+        self.emit({"event": "ticket", "ticket": ticket}, ticket)
+
+    def error(self, message: str) -> None:
+        self.emit({"event": "error", "message": message}, f"! {message}")
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Read stdin on a daemon thread (portable; never blocks loop shutdown)."""
+
+    def reader() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=reader, name="bisc-stdin", daemon=True).start()
+
+
+async def run_session(node: Node, channel: Channel, printer: Printer, exit_after: float | None) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    lines: asyncio.Queue[str | None] = asyncio.Queue(maxsize=256)
+    if sys.stdin is not None and not sys.stdin.closed:
+        _stdin_lines(loop, lines)
+
+    async def pump_events() -> None:
+        async for event in channel.events():
+            printer.event(event)
+
+    async def pump_input() -> None:
+        while True:
+            line = await lines.get()
+            if line is None:
+                return  # end of input: keep running (headless use has no stdin)
+            if await _command(line, channel, printer):
+                stop.set()
+                return
+
+    deadline = time.monotonic() + exit_after if exit_after is not None else None
+    tasks = [asyncio.ensure_future(pump_events()), asyncio.ensure_future(pump_input())]
+    try:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout)
+    finally:
+        await node.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return 0
+
+
+async def _command(line: str, channel: Channel, printer: Printer) -> bool:
+    """Handle one input line; True means quit."""
+    text = line.strip()
+    if not text:
+        return False
+    if text == "/quit":
+        return True
+    if text == "/ticket":
+        printer.ticket((await channel.refresh_ticket()).to_text())
+    elif text == "/members":
+        for member in channel.members.values():
+            printer.emit(
+                {"event": "member", "peer": str(member.peer_id), "name": member.name},
+                f"  {member.name} ({member.peer_id.short()})",
+            )
+    elif text.startswith("/") and not text.startswith("//"):
+        printer.error(f"unknown command {text.split()[0]}; {HELP}")
+    else:
+        try:
+            await channel.send_chat(text[1:] if text.startswith("//") else text)
+        except (MessageError, BiscError) as exc:
+            printer.error(str(exc))
+    return False
