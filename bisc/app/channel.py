@@ -99,6 +99,7 @@ class Channel:
         self._reannounce_at: float | None = None
         self._leaving = False
         self._closed = False
+        self._sealed_info = b""  # our newest signed announcement
         self.events_dropped = 0
         self.invalid_messages = 0
 
@@ -173,6 +174,11 @@ class Channel:
         if bootstrap:
             self.gossip.join([p.key for p in bootstrap], now)
         self._broadcast(PeerAnnounce(self._info()))
+        # The links made while joining predate our announcement: send it along
+        # them now rather than waiting for the gossip overlay to form.
+        for conn in list(self._connections.values()):
+            with contextlib.suppress(TransportError):
+                conn.send_control(encode_control(Direct(self._sealed_info)))
         self._next_heartbeat = now + HEARTBEAT_INTERVAL
         self._spawn(self._run())
 
@@ -180,9 +186,15 @@ class Channel:
         for sealed in snapshot:
             self._deliver(sealed)
 
+    @property
+    def accepting(self) -> bool:
+        """False once leaving: admitting anyone then could undo the leave."""
+        return not (self._closed or self._leaving)
+
     def snapshot(self) -> list[bytes]:
         """Signed announcements of the members and of this node, for a joiner."""
-        return [self._seal(Heartbeat(self._info())), *self.membership.snapshot()]
+        own = [self._sealed_info] if self._sealed_info else []
+        return [*own, *self.membership.snapshot()]
 
     # -- internals ---------------------------------------------------------
     def _now(self) -> float:
@@ -221,6 +233,8 @@ class Channel:
         if self._closed or self._leaving:
             raise BiscError("channel has been left")
         data = self._seal(message)
+        if isinstance(message, PeerAnnounce | Heartbeat):
+            self._sealed_info = data
         self.gossip.broadcast(data, self._now())
         self._flush()
 
@@ -355,6 +369,9 @@ class Channel:
         self._connections[peer] = conn
         self._conn_dialer[conn] = dialer
         self._spawn(self._read(conn))
+        if self._sealed_info:  # introduce ourselves on every new link at once
+            with contextlib.suppress(TransportError):
+                conn.send_control(encode_control(Direct(self._sealed_info)))
         for frame in self._pending.pop(peer, ()):
             with contextlib.suppress(TransportError):
                 conn.send_control(frame)

@@ -200,7 +200,10 @@ class Node:
         """Admit an inbound connection to a channel, or close it saying nothing."""
         try:
             request = decode_control(await asyncio.wait_for(conn.recv_control(), ADMISSION_TIMEOUT))
-        except (TimeoutError, TransportError, MessageError) as exc:
+        except TransportError as exc:  # the dialer went away first (e.g. a losing parallel dial)
+            log.info("connection from %s closed before joining: %s", conn.remote_id.short(), exc)
+            return
+        except (TimeoutError, MessageError) as exc:
             log.warning(
                 "closing connection from %s: no valid join request (%s)",
                 conn.remote_id.short(),
@@ -209,6 +212,8 @@ class Node:
             conn.close(DENIED_REASON)
             return
         channel = self.channels.get(request.topic_id) if isinstance(request, Join) else None
+        if channel is not None and not channel.accepting:
+            channel = None
         if channel is None or not check_proof(channel.secret, conn.binding, "dialer", request.proof):  # type: ignore[union-attr]
             log.warning("admission denied to %s", conn.remote_id.short())
             conn.close(DENIED_REASON)

@@ -7,8 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bisc.bench import gossip as gossip_bench
+from bisc.bench import join as join_bench
 from bisc.bench.hotpaths import BenchConfig, run, targets
 from bisc.cli.output import print_json, table
+
+SUITES = ("hotpaths", "join", "gossip")
 
 
 def register(commands: Any) -> None:
@@ -17,6 +21,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--quick", action="store_true", help="short runs and a 64 MiB file")
     parser.add_argument("--file-size", type=int, metavar="MIB", help="size of the hashed file")
     parser.add_argument("--file", type=Path, help="hash this existing file instead")
+    parser.add_argument(
+        "--suite",
+        default=",".join(SUITES),
+        help="comma-separated: hotpaths (native vs pure), join (loopback join time), "
+        "gossip (simulated delivery under loss and churn); default: all",
+    )
     parser.set_defaults(run=run_bench)
 
 
@@ -25,6 +35,44 @@ def _rate(value: float) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    suites = [s.strip() for s in args.suite.split(",") if s.strip()]
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        print(f"bisc: unknown bench suite {', '.join(sorted(unknown))}; choose from {', '.join(SUITES)}")
+        return 2
+    report: dict[str, Any] = {}
+    if "hotpaths" in suites:
+        report["hotpaths"] = _hotpaths(args)
+    if "join" in suites:
+        report["join"] = join_bench.run((2, 5) if args.quick else (2, 5, 8), repeats=1 if args.quick else 3)
+        if not args.json:
+            print("\nJoin time on loopback (ticket to first member, and to full mesh), median of runs:")
+            print(
+                table(
+                    ["nodes", "first member p50 ms", "first member max ms", "full mesh ms"],
+                    [
+                        [
+                            str(r["nodes"]),
+                            f"{r['first_member_ms_p50']:.0f}",
+                            f"{r['first_member_ms_max']:.0f}",
+                            f"{r['full_mesh_ms']:.0f}",
+                        ]
+                        for r in report["join"]
+                    ],
+                )
+            )
+    if "gossip" in suites:
+        sizes = (200,) if args.quick else (200, 1000)
+        report["gossip"] = gossip_bench.run(sizes, broadcasts=10 if args.quick else 20)
+        if not args.json:
+            print("\nGossip simulation (seeded; 10% loss as retransmission delay, 20% churn):")
+            print(gossip_bench.format_table(report["gossip"]))
+    if args.json:
+        print_json(report)
+    return 0
+
+
+def _hotpaths(args: argparse.Namespace) -> dict[str, Any]:
     cfg = BenchConfig()
     if args.quick:
         cfg.min_time, cfg.file_size, cfg.hash_repeats = 0.1, 64 << 20, 2
@@ -33,16 +81,14 @@ def run_bench(args: argparse.Namespace) -> int:
     cfg.file_path = args.file
     rows = run(cfg)
     checks = targets(rows)
+    result = {
+        "rows": [r.to_json() for r in rows],
+        "targets": [
+            {"target": t.description, "value": t.value, "goal": t.goal, "met": t.met} for t in checks
+        ],
+    }
     if args.json:
-        print_json(
-            {
-                "rows": [r.to_json() for r in rows],
-                "targets": [
-                    {"target": t.description, "value": t.value, "goal": t.goal, "met": t.met} for t in checks
-                ],
-            }
-        )
-        return 0
+        return result
     print(
         table(
             ["hot path", "case", "impl", "rate", "unit", "x python", "x construct"],
@@ -63,4 +109,4 @@ def run_bench(args: argparse.Namespace) -> int:
     print("\nTargets:")
     for t in checks:
         print(f"  {'met ' if t.met else 'MISS'}  {t.description}: {t.value:.2f}x (goal {t.goal}x)")
-    return 0
+    return result
