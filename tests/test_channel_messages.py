@@ -177,3 +177,19 @@ def test_membership_is_bounded() -> None:
     for _ in range(10):
         _handle(m, Identity.generate(), 1, PeerAnnounce(INFO), 0.0)
     assert len(m.members) == 3 and m.ignored == 7
+
+
+def test_file_catalog_is_kept_for_new_joiners() -> None:
+    m = Membership(BOB.endpoint_id)
+    _handle(m, ALICE, 1, PeerAnnounce(INFO), 0.0)
+    announce = FileAnnounce(os.urandom(32), "a.bin", 10, 1)
+    first = _handle(m, ALICE, 2, announce, 0.1)
+    assert [type(e).__name__ for e in first] == ["FileAnnounced"]
+    assert _handle(m, ALICE, 3, announce, 0.2) == []  # a repeat is not news
+    snapshot = m.snapshot()
+    kinds = [type(open_envelope(TOPIC, s).message).__name__ for s in snapshot]
+    assert kinds == ["PeerAnnounce", "FileAnnounce"]
+    # A joiner replaying the snapshot learns the member and the file.
+    joiner = Membership(Identity.generate().endpoint_id)
+    events = [e for s in snapshot for e in joiner.handle(open_envelope(TOPIC, s), s, 0.0)]
+    assert [type(e).__name__ for e in events] == ["MemberJoined", "FileAnnounced"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from pathlib import Path
 from types import TracebackType
 
@@ -68,6 +69,7 @@ class Node:
         self._bind = parse_bind(bind)
         self._endpoint = endpoint
         self.channels: dict[bytes, Channel] = {}
+        self._left_topics: deque[bytes] = deque(maxlen=32)
         self.capabilities: tuple[str, ...] = CAPABILITIES
         self._started = False
 
@@ -167,6 +169,7 @@ class Node:
     def _forget(self, channel: Channel) -> None:
         if self.channels.get(channel.topic_id) is channel:
             del self.channels[channel.topic_id]
+            self._left_topics.append(channel.topic_id)
 
     # -- admission ---------------------------------------------------------
     async def _dial_channel(self, channel: Channel, addr: EndpointAddr) -> Connection:
@@ -212,8 +215,13 @@ class Node:
             conn.close(DENIED_REASON)
             return
         channel = self.channels.get(request.topic_id) if isinstance(request, Join) else None
-        if channel is not None and not channel.accepting:
-            channel = None
+        if (channel is not None and not channel.accepting) or (
+            channel is None and isinstance(request, Join) and request.topic_id in self._left_topics
+        ):
+            # A member that has not yet heard we left: expected, not suspicious.
+            log.info("declining %s: this node left the channel", conn.remote_id.short())
+            conn.close(DENIED_REASON)
+            return
         if channel is None or not check_proof(channel.secret, conn.binding, "dialer", request.proof):  # type: ignore[union-attr]
             log.warning("admission denied to %s", conn.remote_id.short())
             conn.close(DENIED_REASON)

@@ -24,7 +24,7 @@ from bisc.net.transport import MAX_CONTROL_FRAME
 from bisc.proto.messages import MessageError
 
 PROOF_SIZE = 32
-MAX_SNAPSHOT = 64
+MAX_SNAPSHOT = 512
 DENIED_REASON = "admission denied"
 _PROOF_TAG = b"bisc-admit-v1"
 

@@ -30,6 +30,7 @@ MEMBER_TIMEOUT = 15.0
 MAX_MEMBERS = 256
 CHAT_DEDUP = 4096
 DEPARTED_MEMORY = 1024
+MAX_FILES_PER_MEMBER = 256
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Member:
     state_seq: int
     media: MediaState = field(default_factory=MediaState)
     sealed_info: bytes = b""  # the newest signed announce/heartbeat, for snapshots
+    # Signed FileAnnounces by file hash: the catalog a new joiner receives.
+    sealed_files: dict[bytes, bytes] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -115,6 +118,13 @@ class Membership:
         if isinstance(msg, Chat):
             return self._chat(env, msg)
         if isinstance(msg, FileAnnounce):
+            if member is not None:
+                if msg.file_hash in member.sealed_files:
+                    return []  # already known: a repeat, not news
+                if len(member.sealed_files) >= MAX_FILES_PER_MEMBER:
+                    self.ignored += 1
+                    return []
+                member.sealed_files[msg.file_hash] = sealed
             return [FileAnnounced(env.origin, msg)]
         if isinstance(msg, TicketRefresh):
             return [TicketRefreshed(env.origin, msg.ticket)]
@@ -184,5 +194,7 @@ class Membership:
         return min(m.last_seen for m in self.members.values()) + MEMBER_TIMEOUT
 
     def snapshot(self) -> list[bytes]:
-        """Signed announcements of the known members, for a new joiner."""
-        return [m.sealed_info for m in self.members.values() if m.sealed_info]
+        """Signed announcements of the known members, then their files, for a new joiner."""
+        infos = [m.sealed_info for m in self.members.values() if m.sealed_info]
+        files = [sealed for m in self.members.values() for sealed in m.sealed_files.values()]
+        return infos + files
