@@ -20,13 +20,18 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from bisc.app.channel_files import Sharing
 from bisc.app.events import ChannelEvent
 from bisc.errors import BiscError
+from bisc.files.download import Download
+from bisc.files.service import CatalogEntry
+from bisc.files.swarm import FileInfo
 from bisc.identity import EndpointId
 from bisc.net.transport import Connection, TransportError
 from bisc.proto import gossip as gp
@@ -100,6 +105,7 @@ class Channel:
         self._leaving = False
         self._closed = False
         self._sealed_info = b""  # our newest signed announcement
+        self.sharing: Sharing | None = None
         self.events_dropped = 0
         self.invalid_messages = 0
 
@@ -139,6 +145,29 @@ class Channel:
         if len(text) > MAX_CHAT:
             raise MessageError(f"chat message of {len(text)} characters exceeds {MAX_CHAT}")
         self._broadcast(Chat(text))
+
+    async def share(self, path: str | Path, progress: Callable[[int, int], None] | None = None) -> FileInfo:
+        """Hash `path` on all cores and announce it to the channel."""
+        return await self._files().share(Path(path), progress)
+
+    @property
+    def files(self) -> dict[bytes, CatalogEntry]:
+        """The channel's file catalog: every announced file and who has it."""
+        return self._files().service.files
+
+    def download(self, file_hash: bytes | str) -> Download:
+        """Start (or resume) downloading a file; the handle shows progress and can cancel."""
+        if isinstance(file_hash, str):
+            try:
+                file_hash = bytes.fromhex(file_hash)
+            except ValueError:
+                raise BiscError(f"not a file hash: {file_hash!r}") from None
+        return self._files().download(file_hash)
+
+    def _files(self) -> Sharing:
+        if self.sharing is None:
+            raise BiscError("file sharing is not running in this channel")
+        return self.sharing
 
     async def events(self) -> AsyncIterator[ChannelEvent]:
         """Events until the channel is left."""
@@ -194,6 +223,7 @@ class Channel:
     def snapshot(self) -> list[bytes]:
         """Signed announcements of the members and of this node, for a joiner."""
         own = [self._sealed_info] if self._sealed_info else []
+        own += list(self.sharing.sealed.values()) if self.sharing else []
         return [*own, *self.membership.snapshot()]
 
     # -- internals ---------------------------------------------------------
@@ -229,7 +259,8 @@ class Channel:
         self._seq = max(self._seq + 1, time.time_ns() // 1000)
         return seal(self.node.identity, self.topic_id, self._seq, time.time_ns() // 1_000_000, message)
 
-    def _broadcast(self, message: Message) -> None:
+    def _broadcast(self, message: Message) -> bytes:
+        """Sign and send `message` to every member; returns the sealed bytes."""
         if self._closed or self._leaving:
             raise BiscError("channel has been left")
         data = self._seal(message)
@@ -237,6 +268,7 @@ class Channel:
             self._sealed_info = data
         self.gossip.broadcast(data, self._now())
         self._flush()
+        return data
 
     def _deliver(self, sealed: bytes, sender: EndpointId | None = None) -> None:
         """Verify and apply one sealed message; from `sender` itself if given."""
@@ -250,6 +282,8 @@ class Channel:
             return
         for event in self.membership.handle(envelope, sealed, self._now()):
             self._on_membership_event(event)
+            if self.sharing is not None:
+                self.sharing.on_membership_event(event)
 
     def _on_membership_event(self, event: ChannelEvent) -> None:
         if isinstance(event, MemberJoined):
@@ -369,9 +403,13 @@ class Channel:
         self._connections[peer] = conn
         self._conn_dialer[conn] = dialer
         self._spawn(self._read(conn))
-        if self._sealed_info:  # introduce ourselves on every new link at once
+        if self.sharing is not None:
+            self.sharing.service.attach(conn)
+        own = [self._sealed_info] if self._sealed_info else []
+        own += list(self.sharing.sealed.values()) if self.sharing else []
+        for sealed in own:  # introduce ourselves (and our files) on every new link at once
             with contextlib.suppress(TransportError):
-                conn.send_control(encode_control(Direct(self._sealed_info)))
+                conn.send_control(encode_control(Direct(sealed)))
         for frame in self._pending.pop(peer, ()):
             with contextlib.suppress(TransportError):
                 conn.send_control(frame)
@@ -401,6 +439,8 @@ class Channel:
             self._conn_dialer.pop(conn, None)
             if self._connections.get(peer) is conn:
                 del self._connections[peer]
+                if self.sharing is not None:
+                    self.sharing.service.detach(peer)
                 if not self._closed:
                     self.gossip.handle_disconnected(peer.key, self._now())
                     self._flush()
@@ -439,6 +479,8 @@ class Channel:
                 self._broadcast(PeerAnnounce(self._info()))
         for event in self.membership.expire(now):
             self._on_membership_event(event)
+            if self.sharing is not None:
+                self.sharing.on_membership_event(event)
         if now >= self._next_mesh_check:
             self._next_mesh_check = now + MESH_CHECK_INTERVAL
             for peer in self.membership.members:
@@ -455,5 +497,7 @@ class Channel:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.sharing is not None:
+            await self.sharing.close()
         self.node._forget(self)
         self._emit(_CLOSED)

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bisc.files.events import (
+    ChunkRejected,
+    DownloadComplete,
+    DownloadFailed,
+    DownloadProgress,
+    FileEvent,
+    FileWithdrawn,
+)
 from bisc.proto.membership import (
     ChatReceived,
     FileAnnounced,
@@ -14,12 +22,17 @@ from bisc.proto.membership import (
     TicketRefreshed,
 )
 
-ChannelEvent = MembershipEvent
+ChannelEvent = MembershipEvent | FileEvent
 
 __all__ = [
     "ChannelEvent",
     "ChatReceived",
+    "ChunkRejected",
+    "DownloadComplete",
+    "DownloadFailed",
+    "DownloadProgress",
     "FileAnnounced",
+    "FileWithdrawn",
     "MediaStateChanged",
     "MemberJoined",
     "MemberLeft",
@@ -63,4 +76,48 @@ def event_to_json(event: ChannelEvent) -> dict[str, Any]:
             "name": f.name,
             "size": f.size,
         }
-    return {"event": "ticket_refreshed", "peer": str(event.peer_id), "ticket": event.ticket}
+    if isinstance(event, TicketRefreshed):
+        return {"event": "ticket_refreshed", "peer": str(event.peer_id), "ticket": event.ticket}
+    return _file_event_to_json(event)
+
+
+def _file_event_to_json(event: FileEvent) -> dict[str, Any]:
+    if isinstance(event, DownloadProgress):
+        return {
+            "event": "download_progress",
+            "hash": event.file_hash.hex(),
+            "name": event.name,
+            "bytes_done": event.bytes_done,
+            "size": event.size,
+            "rate_bps": round(event.rate_bps),
+            "eta_seconds": None if event.eta_seconds is None else round(event.eta_seconds, 1),
+            "sources": len(event.sources),
+        }
+    if isinstance(event, DownloadComplete):
+        return {
+            "event": "download_complete",
+            "hash": event.file_hash.hex(),
+            "name": event.name,
+            "path": str(event.path),
+            "verified": True,
+        }
+    if isinstance(event, DownloadFailed):
+        return {
+            "event": "download_failed",
+            "hash": event.file_hash.hex(),
+            "name": event.name,
+            "reason": event.reason,
+        }
+    if isinstance(event, FileWithdrawn):
+        return {
+            "event": "file_withdrawn",
+            "hash": event.file_hash.hex(),
+            "name": event.name,
+            "reason": event.reason,
+        }
+    return {
+        "event": "chunk_rejected",
+        "hash": event.file_hash.hex(),
+        "peer": str(event.peer),
+        "index": event.index,
+    }

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bisc.app.channel import Channel
+from bisc.app.channel_files import Sharing
 from bisc.errors import BiscError
 from bisc.identity import Identity
 from bisc.net.transport import Connection, Endpoint, TransportError
@@ -62,8 +63,10 @@ class Node:
         bind: str = "0.0.0.0:0",
         identity: Identity | None = None,
         endpoint: Endpoint | None = None,
+        storage_dir: str | Path | None = None,
     ) -> None:
         self.paths = Paths.resolve(data_dir)
+        self._storage_dir = Path(storage_dir).expanduser() if storage_dir else None
         self._identity = identity
         self._display_name = display_name
         self._bind = parse_bind(bind)
@@ -79,8 +82,11 @@ class Node:
             return self
         if self._identity is None:
             self._identity = Identity.load_or_create(self.paths.identity_file)
+        settings = Settings.load(self.paths.settings_file)
         if self._display_name is None:
-            self._display_name = Settings.load(self.paths.settings_file).display_name
+            self._display_name = settings.display_name
+        if self._storage_dir is None:
+            self._storage_dir = Path(settings.storage_dir or self.paths.default_storage_dir).expanduser()
         name = self._display_name.strip()
         if not name or len(name) > MAX_NAME:
             raise BiscError(f"display name must be 1..{MAX_NAME} characters")
@@ -126,12 +132,23 @@ class Node:
     def display_name(self) -> str:
         return self._display_name or ""
 
+    @property
+    def storage_dir(self) -> Path:
+        """Where downloads go: <storage_dir>/bisc/<file hash>/<name>."""
+        return self._storage_dir or self.paths.default_storage_dir
+
+    async def _open_channel(self, secret: bytes) -> Channel:
+        channel = Channel(self, secret)
+        channel.sharing = Sharing(channel, self.storage_dir, self.paths.data_dir)
+        await channel.sharing.start()
+        self.channels[channel.topic_id] = channel
+        return channel
+
     # -- channels ----------------------------------------------------------
     async def create_channel(self) -> Channel:
         """A new channel with a fresh secret; share channel.ticket() to invite."""
         await self.start()
-        channel = Channel(self, BiscTicket.new_secret())
-        self.channels[channel.topic_id] = channel
+        channel = await self._open_channel(BiscTicket.new_secret())
         channel._start(bootstrap=[])
         return channel
 
@@ -142,8 +159,7 @@ class Node:
         await self.start()
         if ticket.topic_id in self.channels:
             return self.channels[ticket.topic_id]
-        channel = Channel(self, ticket.secret)
-        self.channels[channel.topic_id] = channel
+        channel = await self._open_channel(ticket.secret)
         peers = [p for p in ticket.bootstrap if p.endpoint_id != self.identity.endpoint_id]
         if not peers:
             await channel._shutdown("no bootstrap peer")

@@ -18,6 +18,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default="0.0.0.0:0", metavar="HOST:PORT", help="UDP address to listen on")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="leave after this long")
+    parser.add_argument(
+        "--share", action="append", default=[], metavar="PATH", help="share a file (repeatable)"
+    )
+    parser.add_argument(
+        "--download",
+        action="append",
+        default=[],
+        metavar="all|HASH",
+        help="download every announced file, or the one with this hash (repeatable)",
+    )
+    parser.add_argument("--storage", metavar="DIR", help="where downloads go (default: from settings)")
 
 
 def register(commands: Any) -> None:
@@ -31,7 +42,7 @@ def register(commands: Any) -> None:
 
 
 def _node(args: argparse.Namespace) -> Node:
-    return Node(data_dir=args.data_dir, display_name=args.name, bind=args.bind)
+    return Node(data_dir=args.data_dir, display_name=args.name, bind=args.bind, storage_dir=args.storage)
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -41,7 +52,7 @@ def run_create(args: argparse.Namespace) -> int:
         channel = await node.create_channel()
         printer = Printer(args.json)
         printer.ticket(channel.ticket().to_text())
-        return await run_session(node, channel, printer, args.exit_after)
+        return await run_session(node, channel, printer, args.exit_after, args.share, args.download)
 
     return asyncio.run(main())
 
@@ -63,6 +74,6 @@ def run_join(args: argparse.Namespace) -> int:
             return 1
         printer = Printer(args.json)
         printer.ticket(channel.ticket().to_text())
-        return await run_session(node, channel, printer, args.exit_after)
+        return await run_session(node, channel, printer, args.exit_after, args.share, args.download)
 
     return asyncio.run(main())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -17,8 +19,10 @@ from bisc.app.channel import Channel
 from bisc.app.events import ChatReceived, MemberLeft
 from bisc.app.node import Node
 from bisc.cli.output import print_json, table
+from bisc.errors import BiscError
 
 POLL = 0.05
+DEMO_FILE_SIZE = 8 * 1024 * 1024 + 12345  # a few chunks, not a round number
 
 
 def register(commands: Any) -> None:
@@ -37,6 +41,8 @@ class PeerReport:
     full_mesh_ms: float | None = None
     chats: Counter[bytes] = field(default_factory=Counter)
     saw_leave: bool = False
+    download_ms: float | None = None
+    download_ok: bool = False
 
 
 _last_live = [""]
@@ -105,6 +111,29 @@ async def _demo(
         if not quiet:
             _live("chat: " + " ".join(f"{len(r.chats)}/{others}" for r in reports))
         await asyncio.sleep(POLL)
+    # File sharing: peer-0 shares a synthetic file, everyone else downloads it.
+    source = root / "demo-file.bin"
+    source.write_bytes(os.urandom(DEMO_FILE_SIZE))
+    info = await channels[0].share(source)
+    share_start = time.monotonic()
+    while time.monotonic() < deadline and not all(info.file_hash in c.files for c in channels[1:]):
+        await asyncio.sleep(POLL)
+    downloads = {}
+    for i, channel in enumerate(channels[1:], 1):
+        with contextlib.suppress(BiscError):
+            downloads[i] = channel.download(info.file_hash)
+    expected = source.read_bytes()
+    while time.monotonic() < deadline:
+        for i, handle in downloads.items():
+            if handle.state == "complete" and reports[i].download_ms is None:
+                reports[i].download_ms = (time.monotonic() - share_start) * 1000
+                reports[i].download_ok = handle.path is not None and handle.path.read_bytes() == expected
+        if not quiet:
+            _live("file: " + " ".join(f"{h.bytes_done * 100 // max(1, h.size)}%" for h in downloads.values()))
+        if all(h.state in ("complete", "failed", "cancelled") for h in downloads.values()):
+            break
+        await asyncio.sleep(POLL)
+    reports[0].download_ok = True
     # The last peer leaves gracefully; the others must notice at once.
     await channels[-1].leave()
     while time.monotonic() < deadline and not all(r.saw_leave for r in reports[:-1]):
@@ -120,6 +149,7 @@ async def _demo(
         "full_mesh": all(r.full_mesh_ms is not None for r in reports),
         "chat_exactly_once": all(len(r.chats) == others and set(r.chats.values()) == {1} for r in reports),
         "leave_seen": all(r.saw_leave for r in reports[:-1]),
+        "file_downloaded_and_verified": all(r.download_ok for r in reports),
     }
     return reports, checks
 
@@ -145,6 +175,8 @@ def run_demo(args: argparse.Namespace) -> int:
                         "full_mesh_ms": r.full_mesh_ms,
                         "chats_received": sum(r.chats.values()),
                         "distinct_chats": len(r.chats),
+                        "download_ms": r.download_ms,
+                        "download_ok": r.download_ok,
                     }
                     for r in reports
                 ],
@@ -154,7 +186,17 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         print(
             table(
-                ["peer", "join ms", "first member ms", "full mesh ms", "chats", "duplicates"],
+                [
+                    "peer",
+                    "join ms",
+                    "first member ms",
+                    "full mesh ms",
+                    "chats",
+                    "duplicates",
+                    "file ms",
+                    "MB/s",
+                    "file",
+                ],
                 [
                     [
                         r.name,
@@ -163,11 +205,15 @@ def run_demo(args: argparse.Namespace) -> int:
                         _ms(r.full_mesh_ms),
                         f"{len(r.chats)}/{args.peers - 1}",
                         str(sum(r.chats.values()) - len(r.chats)),
+                        "shared" if i == 0 else _ms(r.download_ms),
+                        "" if i == 0 or not r.download_ms else f"{DEMO_FILE_SIZE / 1e3 / r.download_ms:.1f}",
+                        "source" if i == 0 else ("verified" if r.download_ok else "FAILED"),
                     ]
-                    for r in reports
+                    for i, r in enumerate(reports)
                 ],
             )
         )
+        print(f"\nfile: {DEMO_FILE_SIZE / 1e6:.1f} MB shared by peer-0, downloaded by the others at once")
         print()
         for name, ok in checks.items():
             print(f"  {'ok  ' if ok else 'FAIL'}  {name.replace('_', ' ')}")

@@ -13,12 +13,24 @@ import time
 from typing import Any
 
 from bisc.app.channel import Channel
-from bisc.app.events import ChannelEvent, ChatReceived, MemberJoined, MemberLeft, event_to_json
+from bisc.app.events import (
+    ChannelEvent,
+    ChatReceived,
+    DownloadComplete,
+    DownloadProgress,
+    MemberJoined,
+    MemberLeft,
+    event_to_json,
+)
 from bisc.app.node import Node
+from bisc.cli.transfers import Transfers, share_path
 from bisc.errors import BiscError
 from bisc.proto.messages import MessageError
 
-HELP = "commands: /ticket (print a fresh ticket), /members, /quit; any other line is sent as chat"
+HELP = (
+    "commands: /ticket (a fresh ticket), /members, /share PATH, /files, /get HASH, /quit; "
+    "any other line is sent as chat"
+)
 
 
 class Printer:
@@ -40,9 +52,26 @@ class Printer:
             text = f"* {event.name} left ({event.reason})"
         elif isinstance(event, ChatReceived):
             text = f"<{event.name}> {event.text}"
+        elif isinstance(event, DownloadComplete):
+            text = f"* downloaded {event.name} (verified) -> {event.path}"
         else:
             text = f"* {record['event']}: " + ", ".join(f"{k}={v}" for k, v in record.items() if k != "event")
         self.emit(record, text)
+
+    def shared(self, file_hash: bytes, name: str, size: int) -> None:
+        self.emit(
+            {"event": "file_shared", "hash": file_hash.hex(), "name": name, "size": size},
+            f"* sharing {name} ({size} bytes) as {file_hash.hex()}",
+        )
+
+    def progress(self, event: DownloadProgress, line: str) -> None:
+        if self.as_json:
+            self.emit(event_to_json(event), line)
+        elif sys.stdout.isatty():
+            sys.stdout.write("\r\033[K" + line)
+            sys.stdout.flush()
+        else:
+            self.emit({}, line)
 
     def ticket(self, ticket: str) -> None:
         self.emit({"event": "ticket", "ticket": ticket}, ticket)
@@ -62,7 +91,14 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
     threading.Thread(target=reader, name="bisc-stdin", daemon=True).start()
 
 
-async def run_session(node: Node, channel: Channel, printer: Printer, exit_after: float | None) -> int:
+async def run_session(
+    node: Node,
+    channel: Channel,
+    printer: Printer,
+    exit_after: float | None,
+    share: list[str] | None = None,
+    download: list[str] | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,8 +110,22 @@ async def run_session(node: Node, channel: Channel, printer: Printer, exit_after
     if sys.stdin is not None and not sys.stdin.closed:
         _stdin_lines(loop, lines)
 
+    transfers = Transfers(channel, download or [])
+    for path in share or []:
+        try:
+            file_hash, name, size = await share_path(channel, path)
+            printer.shared(file_hash, name, size)
+        except (BiscError, OSError) as exc:
+            printer.error(f"cannot share {path}: {exc}")
+    transfers.start_wanted_known()
+
     async def pump_events() -> None:
         async for event in channel.events():
+            line = transfers.on_event(event)
+            if isinstance(event, DownloadProgress):
+                if line is not None:
+                    printer.progress(event, line)
+                continue
             printer.event(event)
 
     async def pump_input() -> None:
@@ -83,7 +133,7 @@ async def run_session(node: Node, channel: Channel, printer: Printer, exit_after
             line = await lines.get()
             if line is None:
                 return  # end of input: keep running (headless use has no stdin)
-            if await _command(line, channel, printer):
+            if await _command(line, channel, printer, transfers):
                 stop.set()
                 return
 
@@ -101,7 +151,7 @@ async def run_session(node: Node, channel: Channel, printer: Printer, exit_after
     return 0
 
 
-async def _command(line: str, channel: Channel, printer: Printer) -> bool:
+async def _command(line: str, channel: Channel, printer: Printer, transfers: Transfers) -> bool:
     """Handle one input line; True means quit."""
     text = line.strip()
     if not text:
@@ -116,6 +166,25 @@ async def _command(line: str, channel: Channel, printer: Printer) -> bool:
                 {"event": "member", "peer": str(member.peer_id), "name": member.name},
                 f"  {member.name} ({member.peer_id.short()})",
             )
+    elif text.startswith("/share "):
+        try:
+            file_hash, name, size = await share_path(channel, text[len("/share ") :].strip())
+            printer.shared(file_hash, name, size)
+        except (BiscError, OSError) as exc:
+            printer.error(str(exc))
+    elif text == "/files":
+        for row in transfers.files_lines():
+            printer.emit({"event": "file", "line": row.strip()}, row)
+    elif text.startswith("/get "):
+        wanted = text[len("/get ") :].strip().lower()
+        matches = [h for h in channel.files if h.hex().startswith(wanted)] if wanted else []
+        if len(matches) != 1:
+            printer.error(f"/get needs a hash (or unique prefix) from /files; {len(matches)} match")
+        else:
+            try:
+                channel.download(matches[0])
+            except BiscError as exc:
+                printer.error(str(exc))
     elif text.startswith("/") and not text.startswith("//"):
         printer.error(f"unknown command {text.split()[0]}; {HELP}")
     else:

@@ -1,0 +1,52 @@
+"""File sharing through the `bisc` command, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_channels import BiscProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_share_and_download_all(tmp_path: Path) -> None:
+    source = tmp_path / "holiday video.bin"
+    source.write_bytes(os.urandom(3 * 256 * 1024 + 777))
+    common = ["--bind", "127.0.0.1:0", "--json"]
+    alice = BiscProcess(
+        "--data-dir", str(tmp_path / "a"), "create", "--name", "alice", "--share", str(source), *common
+    )
+    procs = [alice]
+    try:
+        ticket = alice.next_json()["ticket"]
+        shared = alice.wait_for(lambda r: r["event"] == "file_shared")
+        assert shared["name"] == "holiday video.bin" and shared["size"] == source.stat().st_size
+        storage = tmp_path / "downloads"
+        bob = BiscProcess(
+            "--data-dir",
+            str(tmp_path / "b"),
+            "join",
+            ticket,
+            "--name",
+            "bob",
+            "--download",
+            "all",
+            "--storage",
+            str(storage),
+            *common,
+        )
+        procs.append(bob)
+        announced = bob.wait_for(lambda r: r["event"] == "file_announced")
+        assert announced["hash"] == shared["hash"] and announced["name"] == "holiday video.bin"
+        done = bob.wait_for(lambda r: r["event"] in ("download_complete", "download_failed"), timeout=60)
+        assert done["event"] == "download_complete", done
+        assert done["hash"] == shared["hash"] and done["verified"] is True
+        path = Path(done["path"])
+        assert path == storage / "bisc" / shared["hash"] / "holiday video.bin"
+        assert path.read_bytes() == source.read_bytes()
+    finally:
+        for proc in procs:
+            proc.stop()
