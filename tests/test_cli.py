@@ -58,13 +58,16 @@ def test_bad_impl_setting_is_a_clear_error() -> None:
 
 @pytest.mark.slow
 def test_bench_quick_json() -> None:
-    result = run_bisc("bench", "--quick", "--file-size", "16", "--json", timeout=300)
+    result = run_bisc("bench", "--quick", "--file-size", "16", "--json", timeout=600)
     assert result.returncode == 0, result.stderr
     full = json.loads(result.stdout)
     assert [r["nodes"] for r in full["join"]] == [2, 5]
     assert all(r["full_mesh_ms"] > 0 for r in full["join"])
     assert [r["nodes"] for r in full["gossip"]] == [200]
     assert full["gossip"][0]["delivery_ratio"] == 1.0
+    files = full["files"]
+    assert files["one_source"]["mb_per_s"] > 0 and files["three_sources"]["mb_per_s"] > 0
+    assert {r["impl"] for r in files["share_hashing"]} >= {"hashlib"}
     report = full["hotpaths"]
     cases = {(r["hot_path"], r["case"], r["impl"]) for r in report["rows"]}
     assert ("packet", "encode 160 B", "construct") in cases

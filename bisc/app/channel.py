@@ -71,6 +71,9 @@ MESH_FALLBACK = 6.0
 DIAL_ATTEMPTS = 6
 DIAL_BACKOFF_MAX = 8.0
 LEAVE_FLUSH = 0.3
+# Two links to one peer made within this window are a simultaneous-dial race;
+# a new link to a peer we have had a link with for longer replaces it.
+DIAL_RACE_WINDOW = 2.0
 # After learning of a new member, announce ourselves again (coalesced): a
 # member that joined while our first announcement was spreading never saw it.
 REANNOUNCE_DELAY = 0.3
@@ -91,6 +94,7 @@ class Channel:
         self.gossip = gp.Gossip(self.me.key, gp.GossipConfig(), random.Random(), peer_data=self._peer_data())
         self._connections: dict[EndpointId, Connection] = {}
         self._conn_dialer: dict[Connection, EndpointId] = {}
+        self._conn_since: dict[Connection, float] = {}
         self._dialing: dict[EndpointId, asyncio.Task[None]] = {}
         self._pending: dict[EndpointId, deque[bytes]] = {}
         self._addrs: dict[EndpointId, tuple[tuple[str, int], ...]] = {}
@@ -395,13 +399,20 @@ class Channel:
         dialer = self.me if dialed_by_me else peer
         existing = self._connections.get(peer)
         if existing is not None and not existing.is_closed:
-            preferred = min(self.me, peer, key=lambda p: p.key)
-            if dialer != preferred or self._conn_dialer.get(existing) == preferred:
-                conn.close("duplicate connection")
-                return
-            existing.close("duplicate connection")
+            if self._now() - self._conn_since.get(existing, 0.0) < DIAL_RACE_WINDOW:
+                # Both ends dialed at once: both keep the one the lower id dialed.
+                preferred = min(self.me, peer, key=lambda p: p.key)
+                if dialer != preferred or self._conn_dialer.get(existing) == preferred:
+                    conn.close("duplicate connection")
+                    return
+                existing.close("duplicate connection")
+            else:
+                # The peer dialed although we have an old link: it restarted, or
+                # lost the link without us noticing yet. The old one is dead.
+                existing.close("replaced by a new connection")
         self._connections[peer] = conn
         self._conn_dialer[conn] = dialer
+        self._conn_since[conn] = self._now()
         self._spawn(self._read(conn))
         if self.sharing is not None:
             self.sharing.service.attach(conn)
@@ -437,6 +448,7 @@ class Channel:
             pass
         finally:
             self._conn_dialer.pop(conn, None)
+            self._conn_since.pop(conn, None)
             if self._connections.get(peer) is conn:
                 del self._connections[peer]
                 if self.sharing is not None:

@@ -7,12 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bisc.bench import files as files_bench
 from bisc.bench import gossip as gossip_bench
 from bisc.bench import join as join_bench
 from bisc.bench.hotpaths import BenchConfig, run, targets
 from bisc.cli.output import print_json, table
 
-SUITES = ("hotpaths", "join", "gossip")
+SUITES = ("hotpaths", "join", "gossip", "files")
 
 
 def register(commands: Any) -> None:
@@ -25,7 +26,8 @@ def register(commands: Any) -> None:
         "--suite",
         default=",".join(SUITES),
         help="comma-separated: hotpaths (native vs pure), join (loopback join time), "
-        "gossip (simulated delivery under loss and churn); default: all",
+        "gossip (simulated delivery under loss and churn), files (loopback transfer and share "
+        "hashing); default: all",
     )
     parser.set_defaults(run=run_bench)
 
@@ -67,6 +69,10 @@ def run_bench(args: argparse.Namespace) -> int:
         if not args.json:
             print("\nGossip simulation (seeded; 10% loss as retransmission delay, 20% churn):")
             print(gossip_bench.format_table(report["gossip"]))
+    if "files" in suites:
+        report["files"] = files_bench.run(quick=args.quick)
+        if not args.json:
+            print(files_bench.format_report(report["files"]))
     if args.json:
         print_json(report)
     return 0

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from bisc import hotpaths
 from bisc.codec.chunkhash import CHUNK_SIZE, HASH_SIZE, chunk_count, file_identity
@@ -43,12 +44,15 @@ def hash_file(
     threads: int = 0,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    hasher: ModuleType | None = None,
 ) -> FileDigest:
     """Hash `path` on `threads` cores (0 = all) and return its digest.
 
     Raises ChunkHashError if the file changes while it is hashed, and
-    InterruptedError if `cancelled()` becomes true.
+    InterruptedError if `cancelled()` becomes true. `hasher` overrides the
+    selected chunk hasher implementation (benchmarks compare them).
     """
+    hash_chunks = (hasher or hotpaths.chunkhash).hash_file_chunks
     path = Path(path)
     before = path.stat()
     size = before.st_size
@@ -61,7 +65,7 @@ def hash_file(
         if cancelled and cancelled():
             raise InterruptedError(f"hashing {path} cancelled")
         count = min(BATCH_CHUNKS, total - done)
-        parts.append(hotpaths.chunkhash.hash_file_chunks(path, done, count, threads))
+        parts.append(hash_chunks(path, done, count, threads))
         done += count
         if progress:
             progress(min(done * CHUNK_SIZE, size), size)
