@@ -96,3 +96,43 @@ def test_sigkill_mid_download_then_resume(tmp_path: Path) -> None:
     finally:
         for proc in procs:
             proc.stop()
+
+
+def test_interactive_files_and_get(tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_bytes(b"meeting notes\n" * 1000)
+    common = ["--bind", "127.0.0.1:0", "--json"]
+    alice = BiscProcess("--data-dir", str(tmp_path / "a"), "create", "--name", "alice", *common, stdin=True)
+    procs = [alice]
+    try:
+        ticket = alice.next_json()["ticket"]
+        bob = BiscProcess(
+            "--data-dir",
+            str(tmp_path / "b"),
+            "join",
+            ticket,
+            "--name",
+            "bob",
+            "--storage",
+            str(tmp_path / "dl"),
+            *common,
+            stdin=True,
+        )
+        procs.append(bob)
+        bob.wait_for(lambda r: r["event"] == "peer_joined" and r["name"] == "alice")
+        alice.send(f"/share {source}")
+        shared = alice.wait_for(lambda r: r["event"] == "file_shared")
+        bob.wait_for(lambda r: r["event"] == "file_announced" and r["hash"] == shared["hash"])
+        bob.send("/files")
+        listing = bob.wait_for(lambda r: r["event"] == "file")
+        assert "notes.txt" in listing["line"] and shared["hash"][:16] in listing["line"]
+        bob.send("/get " + shared["hash"][:12])
+        done = bob.wait_for(lambda r: r["event"] in ("download_complete", "download_failed"), timeout=30)
+        assert done["event"] == "download_complete" and Path(done["path"]).read_bytes() == source.read_bytes()
+        bob.send("/get ffff")
+        assert "match" in bob.wait_for(lambda r: r["event"] == "error")["message"]
+        alice.send("/share /no/such/file")
+        assert "cannot share" in alice.wait_for(lambda r: r["event"] == "error")["message"]
+    finally:
+        for proc in procs:
+            proc.stop()
