@@ -95,6 +95,7 @@ class Channel:
         self._connections: dict[EndpointId, Connection] = {}
         self._conn_dialer: dict[Connection, EndpointId] = {}
         self._conn_since: dict[Connection, float] = {}
+        self._incarnations: dict[Connection, bytes] = {}  # the peer's, from admission
         self._dialing: dict[EndpointId, asyncio.Task[None]] = {}
         self._pending: dict[EndpointId, deque[bytes]] = {}
         self._addrs: dict[EndpointId, tuple[tuple[str, int], ...]] = {}
@@ -395,15 +396,18 @@ class Channel:
         peer = conn.remote_id
         if self._closed:
             conn.close("channel closed")
+            self._incarnations.pop(conn, None)
             return
         dialer = self.me if dialed_by_me else peer
         existing = self._connections.get(peer)
+        restarted = self._incarnations.get(existing) != self._incarnations.get(conn) if existing else False
         if existing is not None and not existing.is_closed:
-            if self._now() - self._conn_since.get(existing, 0.0) < DIAL_RACE_WINDOW:
+            if not restarted and self._now() - self._conn_since.get(existing, 0.0) < DIAL_RACE_WINDOW:
                 # Both ends dialed at once: both keep the one the lower id dialed.
                 preferred = min(self.me, peer, key=lambda p: p.key)
                 if dialer != preferred or self._conn_dialer.get(existing) == preferred:
                     conn.close("duplicate connection")
+                    self._incarnations.pop(conn, None)
                     return
                 existing.close("duplicate connection")
             else:
@@ -449,6 +453,7 @@ class Channel:
         finally:
             self._conn_dialer.pop(conn, None)
             self._conn_since.pop(conn, None)
+            self._incarnations.pop(conn, None)
             if self._connections.get(peer) is conn:
                 del self._connections[peer]
                 if self.sharing is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +25,7 @@ from bisc.net.transport import Connection, Endpoint, TransportError
 from bisc.paths import Paths
 from bisc.proto.control import (
     DENIED_REASON,
+    INCARNATION_SIZE,
     Join,
     Welcome,
     admission_proof,
@@ -73,6 +75,7 @@ class Node:
         self._endpoint = endpoint
         self.channels: dict[bytes, Channel] = {}
         self._left_topics: deque[bytes] = deque(maxlen=32)
+        self.incarnation = os.urandom(INCARNATION_SIZE)
         self.capabilities: tuple[str, ...] = CAPABILITIES
         self._started = False
 
@@ -199,7 +202,11 @@ class Node:
         try:
             conn.send_control(
                 encode_control(
-                    Join(channel.topic_id, admission_proof(channel.secret, conn.binding, "dialer"))
+                    Join(
+                        channel.topic_id,
+                        admission_proof(channel.secret, conn.binding, "dialer"),
+                        self.incarnation,
+                    )
                 )
             )
             reply = decode_control(await asyncio.wait_for(conn.recv_control(), ADMISSION_TIMEOUT))
@@ -213,6 +220,7 @@ class Node:
             conn.close("admission failed")
             raise JoinError(f"{addr.endpoint_id.short()} did not prove it holds the channel secret")
         channel._apply_snapshot(reply.snapshot)
+        channel._incarnations[conn] = reply.incarnation
         return conn
 
     async def _accept(self, conn: Connection) -> None:
@@ -244,5 +252,6 @@ class Node:
             return
         proof = admission_proof(channel.secret, conn.binding, "acceptor")
         with contextlib.suppress(TransportError):
-            conn.send_control(encode_control(Welcome(proof, tuple(channel.snapshot()))))
+            conn.send_control(encode_control(Welcome(proof, tuple(channel.snapshot()), self.incarnation)))
+            channel._incarnations[conn] = request.incarnation  # type: ignore[union-attr]
             channel._register(conn, dialed_by_me=False)

@@ -24,6 +24,7 @@ from bisc.net.transport import MAX_CONTROL_FRAME
 from bisc.proto.messages import MessageError
 
 PROOF_SIZE = 32
+INCARNATION_SIZE = 16
 MAX_SNAPSHOT = 512
 DENIED_REASON = "admission denied"
 _PROOF_TAG = b"bisc-admit-v1"
@@ -49,12 +50,16 @@ def check_proof(secret: bytes, binding: bytes, role: str, proof: bytes) -> bool:
 class Join:
     topic_id: bytes
     proof: bytes
+    # Random per node start: tells a restarted peer's new link from a
+    # simultaneous second dial by the same running peer.
+    incarnation: bytes = bytes(INCARNATION_SIZE)
 
 
 @dataclass(frozen=True)
 class Welcome:
     proof: bytes
     snapshot: tuple[bytes, ...]  # sealed envelopes (announcements of known members)
+    incarnation: bytes = bytes(INCARNATION_SIZE)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ ControlFrame = Join | Welcome | Gossip | Direct
 def encode_control(frame: ControlFrame) -> bytes:
     fields: list[Any]
     if isinstance(frame, Join):
-        fields = [ControlKind.JOIN, frame.topic_id, frame.proof]
+        fields = [ControlKind.JOIN, frame.topic_id, frame.proof, frame.incarnation]
     elif isinstance(frame, Welcome):
         snapshot: list[bytes] = []
         budget = MAX_CONTROL_FRAME - 256
@@ -82,7 +87,7 @@ def encode_control(frame: ControlFrame) -> bytes:
                 break
             budget -= len(env) + 8
             snapshot.append(env)
-        fields = [ControlKind.WELCOME, frame.proof, snapshot]
+        fields = [ControlKind.WELCOME, frame.proof, snapshot, frame.incarnation]
     elif isinstance(frame, Gossip):
         fields = [ControlKind.GOSSIP, frame.data]
     else:
@@ -106,18 +111,20 @@ def decode_control(data: bytes) -> ControlFrame:
     if not isinstance(raw, list) or not raw or not isinstance(raw[0], int):
         raise MessageError("a control frame is [kind, ...]")
     kind, rest = raw[0], raw[1:]
-    if kind == ControlKind.JOIN and len(rest) == 2 and all(isinstance(x, bytes) for x in rest):
-        if len(rest[0]) == 32 and len(rest[1]) == PROOF_SIZE:
-            return Join(rest[0], rest[1])
-    elif kind == ControlKind.WELCOME and len(rest) == 2:
-        proof, snapshot = rest
+    if kind == ControlKind.JOIN and len(rest) == 3 and all(isinstance(x, bytes) for x in rest):
+        if len(rest[0]) == 32 and len(rest[1]) == PROOF_SIZE and len(rest[2]) == INCARNATION_SIZE:
+            return Join(rest[0], rest[1], rest[2])
+    elif kind == ControlKind.WELCOME and len(rest) == 3:
+        proof, snapshot, incarnation = rest
         if (
             isinstance(proof, bytes)
             and len(proof) == PROOF_SIZE
             and isinstance(snapshot, list)
             and all(isinstance(e, bytes) for e in snapshot)
+            and isinstance(incarnation, bytes)
+            and len(incarnation) == INCARNATION_SIZE
         ):
-            return Welcome(proof, tuple(snapshot))
+            return Welcome(proof, tuple(snapshot), incarnation)
     elif kind == ControlKind.GOSSIP and len(rest) == 1 and isinstance(rest[0], bytes):
         return Gossip(rest[0])
     elif kind == ControlKind.DIRECT and len(rest) == 1 and isinstance(rest[0], bytes):
