@@ -18,6 +18,7 @@ SELECTION: Selection = select()
 packet: ModuleType = SELECTION.module("packet")
 fragment: ModuleType = SELECTION.module("fragment")
 chunkhash: ModuleType = SELECTION.module("chunkhash")
+jitter: ModuleType = SELECTION.module("jitter")
 
 
 def report() -> dict[str, dict[str, object]]:

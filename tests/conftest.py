@@ -24,6 +24,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ("packet_impl", "packet"),
         ("fragment_impl", "fragment"),
         ("chunkhash_impl", "chunkhash"),
+        ("jitter_impl", "jitter"),
     ):
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, _impls(hot_path), ids=_ids(hot_path))
@@ -42,3 +43,8 @@ def fragment_ref() -> ModuleType:
 @pytest.fixture(scope="session")
 def chunkhash_ref() -> ModuleType:
     return hotpaths.SELECTION.loaded("chunkhash")["python"]
+
+
+@pytest.fixture(scope="session")
+def jitter_ref() -> ModuleType:
+    return hotpaths.SELECTION.loaded("jitter")["python"]

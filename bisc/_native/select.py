@@ -33,6 +33,10 @@ HOT_PATHS: dict[str, dict[str, str]] = {
         "python": "bisc.codec.chunkhash",
         "rust": "bisc._native.rust",
     },
+    "jitter": {
+        "python": "bisc.codec.jitter",
+        "cython": "bisc._native._jitter",
+    },
 }
 
 # Fastest first, as measured by `bisc bench` (see README, Benchmarks).
@@ -40,6 +44,7 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "packet": ("cython", "rust", "python"),
     "fragment": ("cython", "python"),
     "chunkhash": ("rust", "python"),
+    "jitter": ("cython", "python"),
 }
 
 # Names each implementation module must provide, per hot path.
@@ -47,6 +52,7 @@ REQUIRED_NAMES: dict[str, tuple[str, ...]] = {
     "packet": ("MediaPacket", "encode_packet", "decode_packet", "HEADER_SIZE", "VERSION"),
     "fragment": ("fragment_frame", "Reassembler", "Frame"),
     "chunkhash": ("hash_chunks", "hash_file_chunks", "CHUNK_SIZE"),
+    "jitter": ("JitterBuffer", "Decision"),
 }
 
 

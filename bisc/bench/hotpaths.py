@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from bisc.codec import packet_spec
 PAYLOAD_SIZES = (160, 1185)
 FRAGMENTS = 100
 MAX_DATAGRAM = 1200
+JITTER_FRAMES = 1000
 
 
 @dataclass
@@ -177,6 +179,51 @@ def _fragment_rows(cfg: BenchConfig) -> list[Row]:
     return _with_ratios(split, ("python",)) + _with_ratios(join, ("python",))
 
 
+def _jitter_schedule() -> list[tuple[float, int, bytes]]:
+    """1000 20 ms Opus packets over a path with 30 ms of jitter and 2% loss,
+    interleaved with the device's pops: (time, sequence or -1 for a pop, payload)."""
+    rng = random.Random(1)
+    events: list[tuple[float, int, bytes]] = []
+    for k in range(JITTER_FRAMES):
+        if rng.random() >= 0.02:
+            events.append((k * 0.02 + rng.uniform(0.0, 0.03), k, rng.randbytes(rng.randrange(40, 120))))
+        events.append((k * 0.02 + 0.005, -1, b""))
+    events.sort(key=lambda e: (e[0], e[1] < 0))
+    return events
+
+
+def _play(module: ModuleType, events: list[tuple[float, int, bytes]]) -> Callable[[], object]:
+    buffer_cls = module.JitterBuffer
+
+    def run() -> object:
+        jb = buffer_cls()
+        push = jb.push
+        pop = jb.pop
+        for now, seq, payload in events:
+            if seq < 0:
+                pop(now)
+            else:
+                push(seq, seq * 960, payload, now)
+        return jb.stats()
+
+    return run
+
+
+def _jitter_rows(cfg: BenchConfig) -> list[Row]:
+    events = _jitter_schedule()
+    rows = [
+        Row(
+            "jitter",
+            f"push+pop {JITTER_FRAMES} frames with jitter",
+            impl,
+            ops_per_second(_play(module, events), cfg.min_time) * JITTER_FRAMES,
+            "frames/s",
+        )
+        for impl, module in hotpaths.SELECTION.loaded("jitter").items()
+    ]
+    return _with_ratios(rows, ("python",))
+
+
 def _write_test_file(path: Path, size: int) -> None:
     block = os.urandom(1 << 20)
     with open(path, "wb") as f:
@@ -230,7 +277,7 @@ def _chunkhash_rows(cfg: BenchConfig) -> list[Row]:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    return _packet_rows(cfg) + _fragment_rows(cfg) + _chunkhash_rows(cfg)
+    return _packet_rows(cfg) + _fragment_rows(cfg) + _jitter_rows(cfg) + _chunkhash_rows(cfg)
 
 
 def targets(rows: list[Row]) -> list[Target]:
@@ -246,6 +293,10 @@ def targets(rows: list[Row]) -> list[Target]:
             )
         elif row.hot_path == "fragment" and row.case.startswith("reassemble") and row.impl != "python":
             out.append(Target(f"{row.case} {row.impl} vs pure Python", row.ratios.get("python", 0.0), 5.0))
+        elif row.hot_path == "jitter" and row.impl != "python":
+            out.append(
+                Target(f"jitter {row.case} {row.impl} vs pure Python", row.ratios.get("python", 0.0), 5.0)
+            )
         elif row.hot_path == "chunkhash" and not row.impl.startswith("hashlib"):
             goal = 0.95 if row.impl.endswith("x1") else 1.7
             out.append(

@@ -1,0 +1,363 @@
+"""Audio jitter buffer: the pure-Python reference.
+
+Sans-IO: packets and the current time go in, one playout decision per 20 ms
+output-device callback comes out. Playout is paced by the caller (the device),
+never by a timer.
+
+- Packets are stored by sequence number (u32, wrapping), at most
+  `max_packets` of them; the oldest is dropped when a new one would overflow.
+- Duplicates and packets whose frame was already played are counted and
+  dropped. A packet whose sequence or timestamp is more than `MAX_JUMP`
+  seconds away from the stream is counted and dropped; `RESET_AFTER` such
+  packets in a row are taken as a new stream (a reset).
+- Target delay (NetEQ's idea): the relative delay of each packet (arrival
+  time minus the arrival its timestamp predicts, against the fastest packet
+  of the last `WINDOW` packets) goes into a forgetting histogram of 10 ms
+  bins; the target is its 95th percentile, clamped to [min_delay, max_delay].
+  It starts at `start_delay`.
+- The buffer level (audio buffered from the next frame to play on, smoothed)
+  is steered toward the target one frame at a time: "accelerate" drops one
+  frame (the smaller of the next two, the likelier silence) when the level is
+  more than half a frame above target, "expand" conceals one frame without
+  consuming any when it is more than half a frame below (so the level settles
+  on the whole number of frames nearest the target), at most once per `ADJUST_INTERVAL`
+  pops. Missing frames are decoded from the next packet's in-band FEC when it
+  is buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
+
+Every formula here is repeated, in the same order and with C doubles, by
+bisc/_native/_jitter.pyx; the equivalence tests compare every decision and
+every statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FRAME = "frame"
+FEC = "fec"
+PLC = "plc"
+ACCELERATE = "accelerate"
+EXPAND = "expand"
+EMPTY = "empty"
+
+BIN = 0.01  # histogram bin width, seconds
+FORGET = 0.983  # histogram forget factor per packet
+QUANTILE = 0.95
+WINDOW = 100  # packets over which the fastest one is the reference (2 s)
+LEVEL_KEEP = 0.875  # buffer-level smoothing: level = keep*level + (1-keep)*now
+ADJUST_INTERVAL = 4  # pops between two accelerates/expands
+MAX_JUMP = 10.0  # seconds; further away is a jump, not the same stream
+RESET_AFTER = 3  # consecutive jumps that make a new stream
+SKIP_MIN = 3  # a hole of this many frames may be skipped instead of concealed
+
+STAT_NAMES = (
+    "received",
+    "late",
+    "duplicates",
+    "dropped_overflow",
+    "jumps",
+    "resets",
+    "frames",
+    "fec",
+    "plc",
+    "accelerated",
+    "expanded",
+    "skipped",
+    "empty",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to play for one 20 ms output period.
+
+    kind: "frame" (decode payload), "fec" (frame `sequence` is missing: decode
+    it from payload, the next packet, with FEC), "plc" (missing: conceal),
+    "accelerate" (play payload; a frame was dropped to cut delay), "expand"
+    (conceal one frame without consuming any, to build delay), "empty" (no
+    stream playing). sequence is the frame played or concealed, -1 if none.
+    """
+
+    kind: str
+    payload: bytes
+    sequence: int
+
+
+_EMPTY = Decision(EMPTY, b"", -1)
+
+
+def _diff(a: int, b: int) -> int:
+    """a - b as a signed 32-bit sequence/timestamp difference."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
+class JitterBuffer:
+    """Reorders, times and conceals one audio stream."""
+
+    def __init__(
+        self,
+        *,
+        frame_samples: int = 960,
+        sample_rate: int = 48000,
+        min_delay: float = 0.02,
+        start_delay: float = 0.08,
+        max_delay: float = 1.0,
+        max_packets: int = 64,
+    ) -> None:
+        if not 1 <= frame_samples <= 1 << 20 or not 1 <= sample_rate <= 1 << 24 or max_packets < 2:
+            raise ValueError(
+                "frame_samples (1..2**20) and sample_rate (1..2**24) must be positive, max_packets at least 2"
+            )
+        if not 0.0 < min_delay <= start_delay <= max_delay <= 3600.0:
+            raise ValueError("need 0 < min_delay <= start_delay <= max_delay <= 3600")
+        self.frame_samples = int(frame_samples)
+        self.sample_rate = int(sample_rate)
+        self.min_delay = float(min_delay)
+        self.start_delay = float(start_delay)
+        self.max_delay = float(max_delay)
+        self.max_packets = int(max_packets)
+        self._rate = float(self.sample_rate)
+        self._fd = float(self.frame_samples) / self._rate  # frame duration, s
+        self._max_jump_frames = int(MAX_JUMP * self._rate / float(self.frame_samples))
+        self._max_jump_samples = int(MAX_JUMP * self._rate)
+        self._expand_limit = int(self.max_delay / self._fd) + 1
+        nbins = int(self.max_delay / BIN + 0.5) + 1
+        self._hist = [0.0] * nbins
+        start_bin = int(self.start_delay / BIN + 0.5) - 1
+        self._hist[max(0, min(nbins - 1, start_bin))] = 1.0
+        self._target = self.start_delay
+        self._window = [0.0] * WINDOW
+        self._stats = dict.fromkeys(STAT_NAMES, 0)
+        self._reset_stream()
+
+    def _reset_stream(self) -> None:
+        self._store: dict[int, bytes] = {}
+        self._started = False  # a packet of this stream was accepted
+        self._playing = False  # past the prefetch
+        self._played = False  # a frame of this stream was played (no rewinding)
+        self._next = 0  # sequence of the next frame to play
+        self._newest = 0  # newest sequence stored
+        self._last_seq = 0  # last accepted packet
+        self._last_ts = 0
+        self._ext_ts = 0  # its timestamp, unwrapped
+        self._count = 0  # relative-delay samples in the window
+        self._pos = 0
+        self._jumps = 0  # consecutive jumps
+        self._level = 0.0
+        self._since_adjust = 0
+        self._underruns = 0
+
+    # -- introspection ----------------------------------------------------------
+
+    @property
+    def buffered_packets(self) -> int:
+        return len(self._store)
+
+    @property
+    def target_delay(self) -> float:
+        return self._target
+
+    def stats(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = dict(self._stats)
+        out["target_delay_ms"] = self._target * 1000.0
+        out["buffer_delay_ms"] = self._level * 1000.0
+        return out
+
+    # -- input ------------------------------------------------------------------
+
+    def push(self, sequence: int, timestamp: int, payload: bytes, arrival: float) -> None:
+        """Add one received packet."""
+        if not 0 <= sequence <= 0xFFFFFFFF or not 0 <= timestamp <= 0xFFFFFFFF:
+            raise ValueError("sequence and timestamp must be u32")
+        if not isinstance(payload, bytes):
+            raise TypeError("payload must be bytes")
+        arrival = float(arrival)
+        if not math.isfinite(arrival):
+            raise ValueError("arrival must be finite")
+        stats = self._stats
+        stats["received"] += 1
+        if self._started:
+            offset = _diff(sequence, self._next)
+            expected = (self._last_ts + _diff(sequence, self._last_seq) * self.frame_samples) & 0xFFFFFFFF
+            tdiff = _diff(timestamp, expected)
+            limit = self._max_jump_frames
+            if (
+                offset > limit
+                or offset < -limit
+                or tdiff > self._max_jump_samples
+                or tdiff < -self._max_jump_samples
+            ):
+                self._jumps += 1
+                if self._jumps < RESET_AFTER:
+                    stats["jumps"] += 1
+                    return
+                stats["resets"] += 1
+                self._reset_stream()
+                self._start(sequence, timestamp)
+                offset = 0
+            else:
+                self._jumps = 0
+                if sequence in self._store:
+                    stats["duplicates"] += 1
+                    return
+                self._ext_ts += _diff(timestamp, self._last_ts)
+                self._last_seq = sequence
+                self._last_ts = timestamp
+        else:
+            self._start(sequence, timestamp)
+            offset = 0
+        self._measure(arrival)
+        if offset < 0:
+            if self._played or self._playing:
+                stats["late"] += 1
+                return
+            self._next = sequence  # reordered before the first frame played
+        store = self._store
+        store[sequence] = payload
+        if len(store) == 1 or _diff(sequence, self._newest) > 0:
+            self._newest = sequence
+        if len(store) > self.max_packets:
+            del store[self._oldest()]
+            stats["dropped_overflow"] += 1
+
+    def _start(self, sequence: int, timestamp: int) -> None:
+        self._started = True
+        self._jumps = 0
+        self._next = sequence
+        self._newest = sequence
+        self._last_seq = sequence
+        self._last_ts = timestamp
+        self._ext_ts = timestamp
+
+    def _oldest(self) -> int:
+        """The stored sequence earliest relative to the next frame to play."""
+        nxt = self._next
+        best = 0
+        best_off = 0
+        first = True
+        for seq in self._store:
+            off = _diff(seq, nxt)
+            if first or off < best_off:
+                best = seq
+                best_off = off
+                first = False
+        return best
+
+    def _measure(self, arrival: float) -> None:
+        """Feed the relative delay of the packet just accepted to the histogram."""
+        x = arrival - float(self._ext_ts) / self._rate
+        window = self._window
+        window[self._pos] = x
+        self._pos = (self._pos + 1) % WINDOW
+        if self._count < WINDOW:
+            self._count += 1
+        fastest = x
+        for i in range(self._count):
+            v = window[i]
+            if v < fastest:
+                fastest = v
+        rel = x - fastest
+        hist = self._hist
+        nbins = len(hist)
+        q = rel / BIN
+        index = nbins - 1 if q >= float(nbins) else int(q)
+        for i in range(nbins):
+            hist[i] *= FORGET
+        hist[index] += 1.0 - FORGET
+        acc = 0.0
+        i = 0
+        while i < nbins - 1:
+            acc += hist[i]
+            if acc >= QUANTILE:
+                break
+            i += 1
+        target = float(i + 1) * BIN
+        if target < self.min_delay:
+            target = self.min_delay
+        elif target > self.max_delay:
+            target = self.max_delay
+        self._target = target
+
+    # -- output -----------------------------------------------------------------
+
+    def pop(self, now: float) -> Decision:
+        """What to play for the next 20 ms (call once per device period)."""
+        store = self._store
+        stats = self._stats
+        fd = self._fd
+        if not self._playing:
+            if not store:
+                stats["empty"] += 1
+                return _EMPTY
+            oldest = self._oldest()
+            span = _diff(self._newest, oldest) + 1
+            if float(span) * fd < self._target:
+                stats["empty"] += 1
+                return _EMPTY
+            self._playing = True
+            self._next = oldest
+            self._level = float(span) * fd
+            self._since_adjust = 0
+            self._underruns = 0
+        nxt = self._next
+        buffered = _diff(self._newest, nxt) + 1 if store else 0
+        if buffered < 0:
+            buffered = 0
+        self._level = LEVEL_KEEP * self._level + (1.0 - LEVEL_KEEP) * (float(buffered) * fd)
+        self._since_adjust += 1
+        target = self._target
+        if buffered == 0:
+            self._underruns += 1
+            if self._underruns > self._expand_limit:  # the stream stopped: prefetch again
+                self._playing = False
+                self._level = 0.0
+                stats["empty"] += 1
+                return _EMPTY
+            self._since_adjust = 0
+            stats["expanded"] += 1
+            return Decision(EXPAND, b"", nxt)
+        self._underruns = 0
+        payload = store.pop(nxt, None)
+        if payload is None:
+            after = (nxt + 1) & 0xFFFFFFFF
+            following = store.get(after)
+            if following is not None:
+                self._next = after
+                stats["fec"] += 1
+                return Decision(FEC, following, nxt)
+            oldest = self._oldest()
+            hole = _diff(oldest, nxt)
+            if hole >= SKIP_MIN and float(buffered - hole) * fd >= target:
+                stats["skipped"] += hole
+                self._level -= float(hole) * fd
+                nxt = oldest
+                payload = store.pop(nxt)
+            else:
+                self._next = after
+                stats["plc"] += 1
+                return Decision(PLC, b"", nxt)
+        self._played = True
+        after = (nxt + 1) & 0xFFFFFFFF
+        if self._since_adjust >= ADJUST_INTERVAL:
+            if self._level > target + 0.5 * fd:
+                following = store.get(after)
+                if following is not None:
+                    del store[after]
+                    self._next = (nxt + 2) & 0xFFFFFFFF
+                    self._level -= fd
+                    self._since_adjust = 0
+                    stats["accelerated"] += 1
+                    if len(following) < len(payload):  # drop the likelier silence
+                        return Decision(ACCELERATE, payload, nxt)
+                    return Decision(ACCELERATE, following, after)
+            elif self._level < target - 0.5 * fd:
+                store[nxt] = payload  # not consumed
+                self._level += fd
+                self._since_adjust = 0
+                stats["expanded"] += 1
+                return Decision(EXPAND, b"", nxt)
+        self._next = after
+        stats["frames"] += 1
+        return Decision(FRAME, payload, nxt)

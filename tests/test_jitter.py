@@ -1,0 +1,314 @@
+"""Audio jitter buffer: every implementation against the reference, and the
+behaviour a listener hears (steady playout, FEC before PLC, delay that follows
+the measured jitter), plus the limits that keep hostile input harmless."""
+
+from __future__ import annotations
+
+import math
+import random
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.equivalence
+
+FRAME = 0.02
+SAMPLES = 960
+U32 = 0xFFFFFFFF
+AUDIO = ("frame", "fec", "accelerate")
+
+# ("push", sequence, timestamp, payload, arrival) or ("pop", now)
+Event = tuple[Any, ...]
+
+
+def _decision(d: Any) -> tuple[str, bytes, int]:
+    return (d.kind, d.payload, d.sequence)
+
+
+def _payload(k: int) -> bytes:
+    return bytes([k & 0xFF]) * (20 + k % 7)
+
+
+def _stream(
+    seconds: float,
+    *,
+    jitter: float = 0.0,
+    loss: float = 0.0,
+    jitter_until: float = math.inf,
+    seed: int = 1,
+    first_seq: int = 1000,
+    first_ts: int = 123456,
+    pop_phase: float = 0.005,
+) -> list[Event]:
+    """A sender of 20 ms packets through a jittery, lossy path, and a device
+    pulling one frame every 20 ms; events in time order."""
+    rng = random.Random(seed)
+    events: list[tuple[float, int, Event]] = []
+    frames = int(seconds / FRAME)
+    for k in range(frames):
+        sent = k * FRAME
+        if rng.random() < loss:
+            continue
+        delay = rng.uniform(0.0, jitter) if sent < jitter_until else 0.0
+        seq = (first_seq + k) & U32
+        ts = (first_ts + k * SAMPLES) & U32
+        events.append((sent + delay, 0, ("push", seq, ts, _payload(k), sent + delay)))
+    for p in range(frames + 10):
+        now = p * FRAME + pop_phase
+        events.append((now, 1, ("pop", now)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [e[2] for e in events]
+
+
+def _run(impl: ModuleType, events: list[Event], **kw: Any) -> tuple[list[tuple[Any, ...]], Any]:
+    """Feed events; per pop, the decision and the stats after it."""
+    jb = impl.JitterBuffer(**kw)
+    out: list[tuple[Any, ...]] = []
+    for ev in events:
+        if ev[0] == "push":
+            jb.push(ev[1], ev[2], ev[3], ev[4])
+        else:
+            out.append((_decision(jb.pop(ev[1])), jb.stats()))
+    return out, jb
+
+
+# -- equivalence --------------------------------------------------------------
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> list[Event]:
+    """Jitter, loss, reordering, duplicates, wraparound, jumps and resets."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    seq = draw(st.sampled_from([0, U32 - 40, rng.randrange(U32 + 1)]))
+    ts = draw(st.sampled_from([0, U32 - 40 * SAMPLES, rng.randrange(U32 + 1)]))
+    jitter = draw(st.sampled_from([0.0, 0.01, 0.03, 0.1, 0.4]))
+    loss = draw(st.sampled_from([0.0, 0.05, 0.3]))
+    dup = draw(st.sampled_from([0.0, 0.1]))
+    hostile = draw(st.sampled_from([0.0, 0.02, 0.2]))
+    pops_per_frame = draw(st.sampled_from([1.0, 0.9, 1.1]))
+    frames = draw(st.integers(1, 400))
+    timed: list[tuple[float, int, Event]] = []
+    for k in range(frames):
+        sent = k * FRAME
+        s = (seq + k) & U32
+        t = (ts + k * SAMPLES) & U32
+        if rng.random() < 0.01:  # the sender restarts its stream
+            seq, ts = rng.randrange(U32 + 1), rng.randrange(U32 + 1)
+        if rng.random() < loss:
+            continue
+        arrival = sent + rng.uniform(0.0, jitter)
+        payload = rng.randbytes(rng.randrange(0, 40))
+        timed.append((arrival, 0, ("push", s, t, payload, arrival)))
+        if rng.random() < dup:
+            timed.append((arrival + rng.uniform(0, 0.1), 0, ("push", s, t, payload, arrival + 0.05)))
+        if rng.random() < hostile:
+            bad_s = rng.choice([rng.randrange(U32 + 1), (s + 600) & U32, (s - 600) & U32, s])
+            bad_t = rng.choice([rng.randrange(U32 + 1), (t + 10**7) & U32, t])
+            timed.append((arrival, 0, ("push", bad_s, bad_t, b"evil", arrival)))
+    for p in range(int(frames * pops_per_frame) + 20):
+        now = p * FRAME / pops_per_frame + rng.uniform(0.0, 0.001)
+        timed.append((now, 1, ("pop", now)))
+    timed.sort(key=lambda e: (e[0], e[1]))
+    return [e[2] for e in timed]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=schedules(),
+    kw=st.sampled_from(
+        [
+            {},
+            {"max_packets": 2},
+            {"max_packets": 8, "min_delay": 0.04, "start_delay": 0.04, "max_delay": 0.2},
+            {"frame_samples": 480, "min_delay": 0.01, "start_delay": 0.05, "max_delay": 0.5},
+        ]
+    ),
+)
+def test_matches_reference(
+    jitter_impl: ModuleType, jitter_ref: ModuleType, events: list[Event], kw: dict[str, Any]
+) -> None:
+    ours = jitter_impl.JitterBuffer(**kw)
+    ref = jitter_ref.JitterBuffer(**kw)
+    for ev in events:
+        if ev[0] == "push":
+            assert ours.push(*ev[1:]) is ref.push(*ev[1:]) is None
+        else:
+            assert _decision(ours.pop(ev[1])) == _decision(ref.pop(ev[1]))
+            assert ours.stats() == ref.stats()
+            assert ours.buffered_packets == ref.buffered_packets <= ref.max_packets
+    assert ours.stats() == ref.stats()
+    assert ours.target_delay == ref.target_delay
+
+
+# -- behaviour ------------------------------------------------------------------
+
+
+def _started(results: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    first = next(i for i, (d, _) in enumerate(results) if d[0] != "empty")
+    return results[first:]
+
+
+def test_steady_arrivals_play_every_frame(jitter_impl: ModuleType) -> None:
+    results, _ = _run(jitter_impl, _stream(10.0))
+    played = _started(results)[:-10]  # the last pops come after the sender stopped
+    assert {d[0] for d, _ in played} <= {"frame", "accelerate"}
+    assert [d[2] for d, _ in played if d[0] == "frame"] == sorted(d[2] for d, _ in played if d[0] == "frame")
+    early = [s["buffer_delay_ms"] for _, s in played[:100]]
+    assert all(70 <= v <= 90 for v in early)  # starts at start_delay (80 ms)
+    stats = played[-1][1]
+    assert stats["target_delay_ms"] == pytest.approx(20.0)  # the floor: one frame
+    assert stats["buffer_delay_ms"] <= 30.0
+    assert 1 <= stats["accelerated"] <= 4  # delay removed a frame at a time
+    assert stats["late"] == stats["plc"] == stats["fec"] == 0
+
+
+def test_jitter_and_loss(jitter_impl: ModuleType) -> None:
+    events = _stream(30.0, jitter=0.03, loss=0.05, jitter_until=20.0, seed=7)
+    jb = jitter_impl.JitterBuffer()
+    pushed: set[int] = set()
+    decisions: list[tuple[str, bytes, int]] = []
+    targets: list[tuple[float, float]] = []
+    for ev in events:
+        if ev[0] == "push":
+            jb.push(*ev[1:])
+            pushed.add(ev[1])
+            continue
+        d = jb.pop(ev[1])
+        decisions.append(_decision(d))
+        stats = jb.stats()
+        targets.append((ev[1], stats["target_delay_ms"]))
+        if d.kind == "plc":  # FEC would have covered it if the next packet were there
+            assert (d.sequence + 1) & U32 not in pushed
+        if d.kind == "fec":
+            assert d.payload == _payload(d.sequence + 1 - 1000)
+        if d.kind != "empty":
+            assert stats["buffer_delay_ms"] <= 200.0
+    stats = jb.stats()
+    assert stats["fec"] >= 0.8 * (stats["fec"] + stats["plc"])  # most losses decoded from FEC
+    concealed = sum(1 for d in decisions[:-10] if d[0] in ("plc", "expand"))
+    assert concealed <= 0.05 * len(decisions)
+    # While jittery, the target covers the jitter; it is back at the floor
+    # within a few seconds once the jitter stops.
+    assert max(t for now, t in targets if 10.0 < now < 20.0) >= 30.0
+    assert all(t == pytest.approx(20.0) for now, t in targets if now > 25.0)
+
+
+def test_wraparound_changes_nothing(jitter_impl: ModuleType) -> None:
+    plain, _ = _run(jitter_impl, _stream(6.0, jitter=0.03, loss=0.05, seed=3))
+    wrapped, _ = _run(
+        jitter_impl, _stream(6.0, jitter=0.03, loss=0.05, seed=3, first_seq=U32 - 100, first_ts=U32 - 50_000)
+    )
+    assert [(d[0], d[1]) for d, _ in plain] == [(d[0], d[1]) for d, _ in wrapped]
+    assert [d[2] for d, _ in plain if d[2] >= 0] == [
+        (d[2] - (U32 - 100) + 1000) & U32 for d, _ in wrapped if d[2] >= 0
+    ]
+    assert [s for _, s in plain] == [s for _, s in wrapped]
+
+
+def test_hostile_packets_change_only_counters(jitter_impl: ModuleType) -> None:
+    clean = _stream(6.0, loss=0.05, seed=5)  # on time: a replay is a duplicate, never late
+    rng = random.Random(9)
+    dirty: list[Event] = []
+    injected = {"duplicates": 0, "jumps": 0}
+    for ev in clean:
+        dirty.append(ev)
+        if ev[0] != "push":
+            continue
+        seq, ts, arrival = ev[1], ev[2], ev[4]
+        roll = rng.random()
+        if roll < 0.1:  # replayed, possibly with other contents
+            dirty.append(("push", seq, ts, b"evil", arrival + 0.3))
+            injected["duplicates"] += 1
+        elif roll < 0.2:  # far in the future (or past) by sequence
+            dirty.append(("push", (seq + rng.choice([600, -600, 2**31])) & U32, ts, b"evil", arrival))
+            injected["jumps"] += 1
+        elif roll < 0.3:  # right sequence, timestamp a minute away
+            dirty.append(("push", seq, (ts + rng.choice([1, -1]) * 48000 * 60) & U32, b"evil", arrival))
+            injected["jumps"] += 1
+    base, _ = _run(jitter_impl, clean)
+    attacked, jb = _run(jitter_impl, dirty)
+    assert [d for d, _ in base] == [d for d, _ in attacked]
+    counters = ("received", "duplicates", "jumps")
+    for (_, a), (_, b) in zip(base, attacked, strict=True):
+        assert {k: v for k, v in a.items() if k not in counters} == {
+            k: v for k, v in b.items() if k not in counters
+        }
+    stats = jb.stats()
+    # A timestamp jump on a sequence number already buffered is still a jump.
+    assert stats["duplicates"] + stats["jumps"] == sum(injected.values())
+    assert stats["resets"] == 0
+
+
+def test_a_new_stream_resets(jitter_impl: ModuleType) -> None:
+    events = _stream(2.0) + [
+        ("push", 777_777 + k, 5 + k * SAMPLES, _payload(k), 2.5 + k * FRAME) for k in range(10)
+    ]
+    events += [("pop", 2.7 + p * FRAME) for p in range(20)]
+    results, jb = _run(jitter_impl, events)
+    stats = jb.stats()
+    assert stats["jumps"] == 2 and stats["resets"] == 1
+    assert [d[2] for d, _ in results[-20:] if d[0] == "frame"][:3] == [777_779, 777_780, 777_781]
+
+
+def test_late_and_duplicate_packets_are_counted(jitter_impl: ModuleType) -> None:
+    jb = jitter_impl.JitterBuffer(start_delay=0.02)
+    jb.push(10, 9600, b"a", 0.0)
+    jb.push(10, 9600, b"a", 0.001)
+    assert jb.pop(0.01) == jitter_impl.Decision("frame", b"a", 10)
+    jb.push(10, 9600, b"a", 0.02)
+    jb.push(9, 8640, b"z", 0.02)
+    assert jb.stats()["duplicates"] == 1 and jb.stats()["late"] == 2
+    assert jb.pop(0.03).kind == "expand"  # ran dry: build delay
+    jb.push(13, 12480, b"d", 0.04)
+    jb.push(14, 13440, b"e", 0.041)
+    assert _decision(jb.pop(0.05)) == ("plc", b"", 11)  # neither 11 nor 12 is there
+    assert _decision(jb.pop(0.07)) == ("fec", b"d", 12)  # 12 from 13's FEC
+
+
+def test_fec_when_the_next_packet_is_there(jitter_impl: ModuleType) -> None:
+    jb = jitter_impl.JitterBuffer(start_delay=0.04, min_delay=0.04)
+    jb.push(0, 0, b"p0", 0.0)
+    jb.push(2, 1920, b"p2", 0.04)
+    jb.push(3, 2880, b"p3", 0.06)
+    assert _decision(jb.pop(0.061)) == ("frame", b"p0", 0)
+    assert _decision(jb.pop(0.08)) == ("fec", b"p2", 1)
+    assert _decision(jb.pop(0.10)) == ("frame", b"p2", 2)
+
+
+def test_memory_is_bounded(jitter_impl: ModuleType) -> None:
+    jb = jitter_impl.JitterBuffer(max_packets=16)
+    rng = random.Random(2)
+    jb.push(1000, 0, b"x", 0.0)
+    for i in range(5000):
+        seq = (1000 + rng.randrange(-499, 500)) & U32
+        jb.push(seq, ((seq - 1000) * SAMPLES) & U32, b"y" * 100, i * 0.0001)
+        assert jb.buffered_packets <= 16
+        if i % 7 == 0:
+            jb.pop(i * 0.0001)
+    flood = jitter_impl.JitterBuffer()
+    for i in range(5000):
+        flood.push(rng.randrange(U32 + 1), rng.randrange(U32 + 1), b"z", i * 0.001)
+        assert flood.buffered_packets <= 64
+    stats = jb.stats()
+    assert stats["dropped_overflow"] > 0 and stats["duplicates"] > 0
+
+
+def test_bad_arguments(jitter_impl: ModuleType) -> None:
+    jb = jitter_impl.JitterBuffer()
+    with pytest.raises(ValueError):
+        jb.push(-1, 0, b"", 0.0)
+    with pytest.raises(ValueError):
+        jb.push(0, 1 << 32, b"", 0.0)
+    with pytest.raises(ValueError):
+        jb.push(0, 0, b"", math.nan)
+    with pytest.raises(TypeError):
+        jb.push(0, 0, "text", 0.0)
+    with pytest.raises(ValueError):
+        jitter_impl.JitterBuffer(max_packets=1)
+    with pytest.raises(ValueError):
+        jitter_impl.JitterBuffer(min_delay=0.1, start_delay=0.05)
+    assert jb.stats()["received"] == 0
+    assert _decision(jb.pop(0.0)) == ("empty", b"", -1)
