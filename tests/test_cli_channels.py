@@ -54,10 +54,21 @@ class BiscProcess:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"not seen in {timeout}s; got {self.seen}")
-            record = self.next_json(remaining)
+                raise AssertionError(f"not seen in {timeout}s; got {self.seen}; {self.stderr_tail()}")
+            try:
+                record = self.next_json(remaining)
+            except queue.Empty:
+                raise AssertionError(
+                    f"not seen in {timeout}s; got {self.seen}; {self.stderr_tail()}"
+                ) from None
             if predicate(record):
                 return record
+
+    def stderr_tail(self) -> str:
+        """The end of stderr, for failure messages (only once the process has ended)."""
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "process still running"
+        return "stderr: " + self.proc.stderr.read()[-2000:]
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from pathlib import Path
 
 from bisc.app.channel import Channel
-from bisc.app.events import ChannelEvent, DownloadProgress, FileAnnounced
+from bisc.app.events import ChannelEvent, DownloadComplete, DownloadProgress, FileAnnounced
 from bisc.errors import BiscError
 
 BAR_WIDTH = 24
@@ -42,14 +41,14 @@ class Transfers:
         self.want_all = "all" in download
         self.wanted = {h.lower() for h in download if h != "all"}
         self._last_plain: dict[bytes, float] = {}
+        self._started: set[bytes] = set()
 
     def on_event(self, event: ChannelEvent) -> str | None:
         """Start wanted downloads; returns a progress line to show, if any."""
         if isinstance(event, FileAnnounced):
             file_hash = event.file.file_hash
             if self.want_all or file_hash.hex() in self.wanted:
-                with contextlib.suppress(BiscError):  # already complete here, or no source yet
-                    self.channel.download(file_hash)
+                self._start(file_hash)
         if isinstance(event, DownloadProgress):
             now = time.monotonic()
             if not sys.stdout.isatty():
@@ -63,8 +62,19 @@ class Transfers:
         """Files already in the catalog when the session starts."""
         for file_hash in list(self.channel.files):
             if self.want_all or file_hash.hex() in self.wanted:
-                with contextlib.suppress(BiscError):
-                    self.channel.download(file_hash)
+                self._start(file_hash)
+
+    def _start(self, file_hash: bytes) -> None:
+        if file_hash in self._started:
+            return
+        try:
+            handle = self.channel.download(file_hash)
+        except BiscError:
+            return  # no source yet: a later announcement starts it
+        self._started.add(file_hash)
+        if handle.state == "complete" and handle.path is not None:
+            # Done in an earlier run: say so, as a script waiting for it expects.
+            self.channel._emit(DownloadComplete(file_hash, handle.name, handle.path))
 
     def files_lines(self) -> list[str]:
         lines = []
