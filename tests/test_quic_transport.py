@@ -23,7 +23,7 @@ from bisc.net.transport import (
     MAX_CONTROL_FRAME,
     AuthenticationError,
     Connection,
-    FrameTooLargeError,
+    ControlFrameTooLargeError,
     Stream,
     TransportError,
 )
@@ -110,7 +110,7 @@ async def test_control_frames_both_ways_in_order(a: QuicEndpoint, b: QuicEndpoin
     assert [await asyncio.wait_for(cb.recv_control(), 3) for _ in frames] == frames
     assert [await asyncio.wait_for(ca.recv_control(), 3) for _ in frames] == [f[::-1] for f in frames]
     assert ca.stats.control_frames_sent == cb.stats.control_frames_received == len(frames)
-    with pytest.raises(FrameTooLargeError):
+    with pytest.raises(ControlFrameTooLargeError):
         ca.send_control(b"x" * (MAX_CONTROL_FRAME + 1))
 
 

@@ -15,7 +15,7 @@ from bisc.net.transport import (
     MAX_CONTROL_FRAME,
     AuthenticationError,
     Connection,
-    FrameTooLargeError,
+    ControlFrameTooLargeError,
     Stream,
     TransportError,
 )
@@ -81,7 +81,7 @@ async def test_connect_and_control_frames_in_order_both_ways() -> None:
     assert far.stats.control_frames_received == 200
     assert network.stats.segments_retransmitted > 0  # loss became delay, not a gap
 
-    with pytest.raises(FrameTooLargeError):
+    with pytest.raises(ControlFrameTooLargeError):
         near.send_control(bytes(MAX_CONTROL_FRAME + 1))
     near.send_control(bytes(MAX_CONTROL_FRAME))
     assert len(await asyncio.wait_for(far.recv_control(), 1.0)) == MAX_CONTROL_FRAME

@@ -316,7 +316,6 @@ class Channel:
 
     def _flush(self) -> None:
         """Carry out everything the gossip state machine asked for."""
-        now = self._now()
         for out in self.gossip.drain():
             if isinstance(out, gp.Send):
                 self._send_gossip(EndpointId(out.peer), out.data)
@@ -325,7 +324,6 @@ class Channel:
             elif isinstance(out, gp.PeerData):
                 self._learn_addrs(EndpointId(out.peer), out.data)
         self._wakeup.set()
-        del now
 
     def _learn_addrs(self, peer: EndpointId, data: bytes) -> None:
         try:

@@ -41,8 +41,8 @@ from bisc.net.transport import (
     MAX_CONTROL_FRAME,
     AuthenticationError,
     Connection,
+    ControlFrameTooLargeError,
     FrameDecoder,
-    FrameTooLargeError,
     StreamHandler,
     TransportError,
     control_queue,
@@ -437,7 +437,7 @@ class QuicPeerConnection(Connection):
     def _on_control_data(self, data: bytes, end: bool) -> None:
         try:
             frames = self._decoder.feed(data)
-        except FrameTooLargeError as exc:
+        except ControlFrameTooLargeError as exc:
             if self._authenticated:
                 self._close(f"oversized control frame: {exc}", CloseCode.PROTOCOL)
             else:

@@ -45,7 +45,7 @@ class AuthenticationError(TransportError):
     """The peer did not prove the identity it claimed."""
 
 
-class FrameTooLargeError(TransportError):
+class ControlFrameTooLargeError(TransportError):
     """A control frame over MAX_CONTROL_FRAME bytes."""
 
 
@@ -139,7 +139,7 @@ class Connection(abc.ABC):
     # -- control frames ----------------------------------------------------
     @abc.abstractmethod
     def send_control(self, frame: bytes) -> None:
-        """Send one control frame (FrameTooLargeError if too large)."""
+        """Send one control frame (ControlFrameTooLargeError if too large)."""
 
     @abc.abstractmethod
     async def recv_control(self) -> bytes:
@@ -192,7 +192,7 @@ class Endpoint(abc.ABC):
 def frame(payload: bytes) -> bytes:
     """Length-prefix one control frame."""
     if len(payload) > MAX_CONTROL_FRAME:
-        raise FrameTooLargeError(f"control frame of {len(payload)} bytes exceeds {MAX_CONTROL_FRAME}")
+        raise ControlFrameTooLargeError(f"control frame of {len(payload)} bytes exceeds {MAX_CONTROL_FRAME}")
     return _FRAME_HEADER.pack(len(payload)) + payload
 
 
@@ -204,13 +204,13 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Frames completed by `data`; FrameTooLargeError for an oversized one."""
+        """Frames completed by `data`; ControlFrameTooLargeError for an oversized one."""
         self._buffer += data
         frames = []
         while len(self._buffer) >= 4:
             (length,) = _FRAME_HEADER.unpack_from(self._buffer)
             if length > self.max_frame:
-                raise FrameTooLargeError(f"peer sent a control frame of {length} bytes")
+                raise ControlFrameTooLargeError(f"peer sent a control frame of {length} bytes")
             if len(self._buffer) < 4 + length:
                 break
             frames.append(bytes(self._buffer[4 : 4 + length]))

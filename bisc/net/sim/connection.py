@@ -22,7 +22,7 @@ from bisc.net.sim.stream import SimStream
 from bisc.net.transport import (
     MAX_CONTROL_FRAME,
     Connection,
-    FrameTooLargeError,
+    ControlFrameTooLargeError,
     TransportError,
     control_queue,
 )
@@ -93,7 +93,9 @@ class SimConnection(Connection):
     # -- control frames -------------------------------------------------------
     def send_control(self, frame: bytes) -> None:
         if len(frame) > MAX_CONTROL_FRAME:
-            raise FrameTooLargeError(f"control frame of {len(frame)} bytes exceeds {MAX_CONTROL_FRAME}")
+            raise ControlFrameTooLargeError(
+                f"control frame of {len(frame)} bytes exceeds {MAX_CONTROL_FRAME}"
+            )
         self._check_open()
         self.stats.control_frames_sent += 1
         self._push(_Control(bytes(frame)))
