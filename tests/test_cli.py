@@ -84,3 +84,16 @@ def test_bench_quick_json() -> None:
 def test_no_command_prints_help() -> None:
     result = run_bisc()
     assert result.returncode == 0 and "doctor" in result.stdout
+
+
+def test_devices_lists_or_explains() -> None:
+    result = run_bisc("devices", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    # Either devices are listed or a reason is given: never an empty silence.
+    assert info["audio_devices"] or info["audio_error"]
+    assert info["cameras"] or info["camera_error"]
+    for device in info["audio_devices"]:
+        assert {"index", "name", "max_input_channels", "max_output_channels"} <= set(device)
+    text = run_bisc("devices")
+    assert text.returncode == 0 and "Audio devices:" in text.stdout and "Cameras:" in text.stdout

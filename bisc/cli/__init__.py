@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from bisc import __version__
-from bisc.cli import bench_cmd, channel_cmd, demo_cmd, doctor_cmd, identity_cmd, ticket_cmd
+from bisc.cli import bench_cmd, channel_cmd, demo_cmd, devices_cmd, doctor_cmd, identity_cmd, ticket_cmd
 from bisc.errors import BiscError
 
 EXIT_USAGE = 2
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (channel_cmd, demo_cmd, doctor_cmd, bench_cmd, ticket_cmd, identity_cmd):
+    for module in (channel_cmd, demo_cmd, devices_cmd, doctor_cmd, bench_cmd, ticket_cmd, identity_cmd):
         module.register(commands)
     return parser
 
