@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bisc.media.devices import _quiet_stderr, list_audio_devices
+from bisc.media.devices import list_audio_devices, quiet_stderr
 from bisc.media.opus import FRAME_SAMPLES, SAMPLE_RATE, AudioError, Pcm
 
 FrameProducer = Callable[[], Pcm]  # output: the next 20 ms to play
@@ -48,11 +48,34 @@ class _Stream:
         import pyaudio  # optional dependency: bisc[media]
 
         self._pyaudio_module = pyaudio
-        with _quiet_stderr():
+        with quiet_stderr():
             self._pa = pyaudio.PyAudio()
         self._stream: Any = None
         self.underruns = 0
         self.errors = 0
+
+    def _open(self, callback: Any, device: str | int | None, *, output: bool) -> None:
+        """Open a 48 kHz mono int16 stream of 20 ms buffers on `device`."""
+        index = find_device(device, output=output)
+        pa = self._pyaudio_module
+        direction = (
+            {"output": True, "output_device_index": index}
+            if output
+            else {"input": True, "input_device_index": index}
+        )
+        try:
+            self._stream = self._pa.open(
+                format=pa.paInt16,
+                channels=1,
+                rate=SAMPLE_RATE,
+                frames_per_buffer=FRAME_SAMPLES,
+                stream_callback=callback,
+                **direction,
+            )
+        except OSError as exc:
+            self.close()
+            what = "the audio output" if output else "the microphone"
+            raise AudioError(f"cannot open {what}: {exc}") from None
 
     def close(self) -> None:
         if self._stream is not None:
@@ -75,21 +98,7 @@ class AudioOutput(_Stream):
     def __init__(self, produce: FrameProducer, device: str | int | None = None) -> None:
         super().__init__()
         self._produce = produce
-        index = find_device(device, output=True)
-        pa = self._pyaudio_module
-        try:
-            self._stream = self._pa.open(
-                format=pa.paInt16,
-                channels=1,
-                rate=SAMPLE_RATE,
-                output=True,
-                output_device_index=index,
-                frames_per_buffer=FRAME_SAMPLES,
-                stream_callback=self._callback,
-            )
-        except OSError as exc:
-            self.close()
-            raise AudioError(f"cannot open the audio output: {exc}") from None
+        self._open(self._callback, device, output=True)
 
     def _callback(self, _in: bytes | None, frames: int, _time: Any, _status: int) -> tuple[bytes, int]:
         try:
@@ -108,21 +117,7 @@ class AudioInput(_Stream):
     def __init__(self, consume: FrameConsumer, device: str | int | None = None) -> None:
         super().__init__()
         self._consume = consume
-        index = find_device(device, output=False)
-        pa = self._pyaudio_module
-        try:
-            self._stream = self._pa.open(
-                format=pa.paInt16,
-                channels=1,
-                rate=SAMPLE_RATE,
-                input=True,
-                input_device_index=index,
-                frames_per_buffer=FRAME_SAMPLES,
-                stream_callback=self._callback,
-            )
-        except OSError as exc:
-            self.close()
-            raise AudioError(f"cannot open the microphone: {exc}") from None
+        self._open(self._callback, device, output=False)
 
     def _callback(self, data: bytes | None, frames: int, _time: Any, _status: int) -> tuple[None, int]:
         if data:

@@ -33,7 +33,7 @@ class AudioDevice:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """PortAudio's backends print probing noise to fd 2; hide it."""
     try:
         saved = os.dup(2)
@@ -55,7 +55,7 @@ def list_audio_devices() -> tuple[list[AudioDevice], str | None]:
         import pyaudio
     except ImportError:
         return [], "PyAudio is not installed (pip install 'bisc[media]')"
-    with _quiet_stderr():
+    with quiet_stderr():
         try:
             pa = pyaudio.PyAudio()
         except Exception as exc:  # PortAudio reports failures as bare OSError/IOError
