@@ -7,10 +7,10 @@ import os
 import wave
 from typing import Protocol
 
-import av
 import numpy as np
 
 from bisc.media.opus import FRAME_SAMPLES, SAMPLE_RATE, AudioError, Pcm
+from bisc.media.resample import Resampler
 
 # WAV frames read from the file per resampler call.
 _WAV_CHUNK = 4096
@@ -76,9 +76,10 @@ def _pcm_to_int16(raw: bytes, sampwidth: int, channels: int) -> Pcm:
 class WavSource:
     """Reads a PCM WAV file of any rate and channel count as 48 kHz mono frames.
 
-    Channels are averaged to mono, then PyAV's ``AudioResampler`` converts the rate. At the end of the
-    file the source returns silence forever (``loop=False``, the default; check :attr:`finished`), or
-    starts again from the beginning (``loop=True``). The last partial frame is padded with silence.
+    Channels are averaged to mono, then :class:`~bisc.media.resample.Resampler` converts the rate (8 to
+    192 kHz; other rates are refused). At the end of the file the source returns silence forever
+    (``loop=False``, the default; check :attr:`finished`), or starts again from the beginning
+    (``loop=True``). The last partial frame is padded with silence.
     """
 
     def __init__(self, path: str | os.PathLike[str], loop: bool = False) -> None:
@@ -95,24 +96,19 @@ class WavSource:
                 f"unsupported WAV format: {self.channels} channels, {self._sampwidth}-byte samples, "
                 f"{self.sample_rate} Hz"
             )
+        try:
+            self._resampler = Resampler(self.sample_rate, SAMPLE_RATE)
+        except AudioError as exc:
+            self._wav.close()
+            raise AudioError(f"unsupported WAV file {os.fspath(path)!r}: {exc}") from None
         self.loop = loop
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        self._pts = 0
         self._buf = np.zeros(0, dtype=np.int16)
         self._eof = False
         self.finished = False
 
     def _resample(self, mono: Pcm | None) -> None:
-        if mono is None:
-            outs = self._resampler.resample(None)
-        else:
-            frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = self.sample_rate
-            frame.pts = self._pts
-            self._pts += mono.shape[0]
-            outs = self._resampler.resample(frame)
-        parts = [self._buf] + [out.to_ndarray().reshape(-1).astype(np.int16) for out in outs]
-        self._buf = np.concatenate(parts)
+        out = self._resampler.flush() if mono is None else self._resampler.process(mono)
+        self._buf = np.concatenate((self._buf, out))
 
     def _fill(self) -> None:
         while self._buf.shape[0] < FRAME_SAMPLES and not self._eof:
