@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from bisc.identity import Identity
-from bisc.net import quic_connection
+from bisc.net import quic_connection, quic_datagrams
 from bisc.net.quic import QuicEndpoint
 from bisc.net.quic_auth import MessageType
 from bisc.net.quic_connection import QuicPeerConnection
@@ -156,7 +156,28 @@ async def test_datagram_queue_is_bounded(a: QuicEndpoint, b: QuicEndpoint) -> No
     # The congestion window stops the flush well before 2000 x 1 KB; the rest is refused.
     assert not all(results)
     assert ca.stats.datagrams_dropped == results.count(False)
-    assert len(ca._quic._datagrams_pending) <= quic_connection.MAX_PENDING_DATAGRAMS
+    assert len(ca._quic._datagrams_pending) <= quic_datagrams.MAX_PENDING_DATAGRAMS
+
+
+async def test_datagrams_past_their_deadline_are_dropped_not_sent(a: QuicEndpoint, b: QuicEndpoint) -> None:
+    ca, cb = await connect(a, b)
+    got: list[bytes] = []
+    cb.set_datagram_handler(3, got.append)
+    loop = asyncio.get_running_loop()
+    # A burst far beyond the congestion window, all due within 1 ms: what is still queued then is stale.
+    deadline = loop.time() + 0.001
+    accepted = sum(
+        ca.send_datagram(bytes([0x01, 3]) + i.to_bytes(4, "big") + bytes(1000), deadline) for i in range(60)
+    )
+    await asyncio.sleep(0.3)
+    assert ca.stats.datagrams_stale > 0
+    assert len(got) == accepted - ca.stats.datagrams_stale
+    assert not ca._quic._datagrams_pending
+    # Without a deadline the same burst is delivered in full.
+    fresh = [bytes([0x01, 3]) + bytes(1000) for _ in range(20)]
+    got.clear()
+    assert all(ca.send_datagram(d) for d in fresh)
+    await until(lambda: len(got) == 20)
 
 
 async def test_one_megabyte_over_a_stream_and_back(a: QuicEndpoint, b: QuicEndpoint) -> None:

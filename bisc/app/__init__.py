@@ -6,11 +6,15 @@ from bisc.app.events import (
     ChatReceived,
     FileAnnounced,
     MediaStateChanged,
+    MediaStats,
     MemberJoined,
     MemberLeft,
+    SpeakingChanged,
     TicketRefreshed,
 )
 from bisc.app.node import JoinError, Node
+from bisc.app.voice import VoiceCall
+from bisc.media.voice_receiver import VoiceStats
 
 __all__ = [
     "Channel",
@@ -19,8 +23,12 @@ __all__ = [
     "FileAnnounced",
     "JoinError",
     "MediaStateChanged",
+    "MediaStats",
     "MemberJoined",
     "MemberLeft",
     "Node",
+    "SpeakingChanged",
     "TicketRefreshed",
+    "VoiceCall",
+    "VoiceStats",
 ]

@@ -28,15 +28,18 @@ import msgpack
 
 from bisc.app.channel_files import Sharing
 from bisc.app.events import ChannelEvent
+from bisc.app.voice import VoiceCall
 from bisc.errors import BiscError
 from bisc.files.download import Download
 from bisc.files.service import CatalogEntry
 from bisc.files.swarm import FileInfo
 from bisc.identity import EndpointId
+from bisc.media.sources import AudioSource
 from bisc.net.transport import Connection, TransportError
 from bisc.proto import gossip as gp
-from bisc.proto.control import Direct, decode_control, encode_control
+from bisc.proto.control import Direct, Media, decode_control, encode_control
 from bisc.proto.control import Gossip as GossipFrame
+from bisc.proto.media_control import MediaAnswer, MediaOffer, decode_media, encode_media
 from bisc.proto.membership import (
     HEARTBEAT_INTERVAL,
     Member,
@@ -111,6 +114,7 @@ class Channel:
         self._closed = False
         self._sealed_info = b""  # our newest signed announcement
         self.sharing: Sharing | None = None
+        self.voice: VoiceCall | None = None  # while a call runs (start_voice)
         self.events_dropped = 0
         self.invalid_messages = 0
 
@@ -168,6 +172,43 @@ class Channel:
             except ValueError:
                 raise BiscError(f"not a file hash: {file_hash!r}") from None
         return self._files().download(file_hash)
+
+    async def start_voice(
+        self,
+        audio_in: str | AudioSource = "mic",
+        audio_out: str = "speaker",
+        *,
+        device: str | int | None = None,
+        input_device: str | int | None = None,
+        output_device: str | int | None = None,
+        quality: str = "medium",
+    ) -> VoiceCall:
+        """Join the channel's voice call.
+
+        audio_in: "mic", "tone", "tone:HZ", a WAV file, "none" (listen only) or an AudioSource;
+        audio_out: "speaker", a WAV file or "none"; device names or indexes as `bisc devices` lists
+        them (`device` for both directions). AudioError if a device cannot be opened."""
+        if self._closed:
+            raise BiscError("the channel is closed")
+        if self.voice is not None:
+            raise BiscError("voice is already on; stop_voice() first")
+        call = VoiceCall(
+            self,
+            audio_in=audio_in,
+            audio_out=audio_out,
+            input_device=input_device if input_device is not None else device,
+            output_device=output_device if output_device is not None else device,
+            quality=quality,
+        )
+        await call.start()
+        self.voice = call
+        return call
+
+    async def stop_voice(self) -> None:
+        """Leave the voice call (the channel stays)."""
+        call, self.voice = self.voice, None
+        if call is not None:
+            await call.stop()
 
     def _files(self) -> Sharing:
         if self.sharing is None:
@@ -418,6 +459,8 @@ class Channel:
         self._spawn(self._read(conn))
         if self.sharing is not None:
             self.sharing.service.attach(conn)
+        if self.voice is not None:
+            self.voice.attach(conn)
         own = [self._sealed_info] if self._sealed_info else []
         own += list(self.sharing.sealed.values()) if self.sharing else []
         for sealed in own:  # introduce ourselves (and our files) on every new link at once
@@ -440,6 +483,8 @@ class Channel:
                     return
                 if isinstance(frame, Direct):
                     self._deliver(frame.sealed, sender=peer)
+                elif isinstance(frame, Media):
+                    self._on_media(conn, frame.data)
                 elif isinstance(frame, GossipFrame):
                     try:
                         self.gossip.handle_message(peer.key, frame.data, self._now())
@@ -456,9 +501,24 @@ class Channel:
                 del self._connections[peer]
                 if self.sharing is not None:
                     self.sharing.service.detach(peer)
+                if self.voice is not None:
+                    self.voice.detach(peer, conn)
                 if not self._closed:
                     self.gossip.handle_disconnected(peer.key, self._now())
                     self._flush()
+
+    def _on_media(self, conn: Connection, data: bytes) -> None:
+        try:
+            msg = decode_media(data)
+        except MessageError as exc:
+            self.invalid_messages += 1
+            log.info("bad media control message from %s: %s", conn.remote_id.short(), exc)
+            return
+        if self.voice is not None:
+            self.voice.on_control(conn.remote_id, msg)
+        elif isinstance(msg, MediaOffer) and msg.streams:
+            with contextlib.suppress(TransportError):
+                conn.send_control(encode_control(Media(encode_media(MediaAnswer((), "voice is off")))))
 
     async def _run(self) -> None:
         """Timers: gossip, heartbeats, member expiry, mesh upkeep."""
@@ -505,6 +565,7 @@ class Channel:
 
     async def _shutdown(self, reason: str) -> None:
         self._closed = True
+        await self.stop_voice()
         self._wakeup.set()
         for conn in list(self._connections.values()):
             conn.close(reason)

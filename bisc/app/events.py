@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bisc.app.voice_events import MediaStats, SpeakingChanged, VoiceEvent, voice_event_to_json
 from bisc.files.events import (
     ChunkRejected,
     DownloadComplete,
@@ -22,7 +23,7 @@ from bisc.proto.membership import (
     TicketRefreshed,
 )
 
-ChannelEvent = MembershipEvent | FileEvent
+ChannelEvent = MembershipEvent | FileEvent | VoiceEvent
 
 __all__ = [
     "ChannelEvent",
@@ -34,8 +35,10 @@ __all__ = [
     "FileAnnounced",
     "FileWithdrawn",
     "MediaStateChanged",
+    "MediaStats",
     "MemberJoined",
     "MemberLeft",
+    "SpeakingChanged",
     "TicketRefreshed",
     "event_to_json",
 ]
@@ -78,6 +81,8 @@ def event_to_json(event: ChannelEvent) -> dict[str, Any]:
         }
     if isinstance(event, TicketRefreshed):
         return {"event": "ticket_refreshed", "peer": str(event.peer_id), "ticket": event.ticket}
+    if isinstance(event, MediaStats | SpeakingChanged):
+        return voice_event_to_json(event)
     return _file_event_to_json(event)
 
 

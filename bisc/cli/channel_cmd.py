@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from bisc.app.node import JoinError, Node
-from bisc.cli.session import Printer, run_session
+from bisc.cli.session import Printer, SessionOptions, run_session
 from bisc.errors import TicketError
 from bisc.ticket import BiscTicket
 
@@ -29,6 +29,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="download every announced file, or the one with this hash (repeatable)",
     )
     parser.add_argument("--storage", metavar="DIR", help="where downloads go (default: from settings)")
+    voice = parser.add_argument_group("voice (on when --audio-in or --audio-out is given)")
+    voice.add_argument(
+        "--audio-in", metavar="mic|tone[:HZ]|FILE.wav|none", help="what to send (default: none)"
+    )
+    voice.add_argument(
+        "--audio-out", metavar="speaker|FILE.wav|none", help="where to play (default: speaker)"
+    )
+    voice.add_argument("--audio-device", metavar="NAME|INDEX", help="device for both (see `bisc devices`)")
+    voice.add_argument("--quality", choices=("low", "medium", "high"), default="medium", help="audio bitrate")
 
 
 def register(commands: Any) -> None:
@@ -39,6 +48,19 @@ def register(commands: Any) -> None:
     join.add_argument("ticket", help="the ticket text (bisc1...)")
     _common(join)
     join.set_defaults(run=run_join)
+
+
+def _options(args: argparse.Namespace) -> SessionOptions:
+    voice = args.audio_in is not None or args.audio_out is not None
+    return SessionOptions(
+        exit_after=args.exit_after,
+        share=args.share,
+        download=args.download,
+        audio_in=(args.audio_in or "none") if voice else None,
+        audio_out=(args.audio_out or "speaker") if voice else None,
+        audio_device=args.audio_device,
+        quality=args.quality,
+    )
 
 
 def _node(args: argparse.Namespace) -> Node:
@@ -52,7 +74,7 @@ def run_create(args: argparse.Namespace) -> int:
         channel = await node.create_channel()
         printer = Printer(args.json)
         printer.ticket(channel.ticket().to_text())
-        return await run_session(node, channel, printer, args.exit_after, args.share, args.download)
+        return await run_session(node, channel, printer, _options(args))
 
     return asyncio.run(main())
 
@@ -74,6 +96,6 @@ def run_join(args: argparse.Namespace) -> int:
             return 1
         printer = Printer(args.json)
         printer.ticket(channel.ticket().to_text())
-        return await run_session(node, channel, printer, args.exit_after, args.share, args.download)
+        return await run_session(node, channel, printer, _options(args))
 
     return asyncio.run(main())

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from bisc.app.channel import Channel
@@ -18,8 +19,10 @@ from bisc.app.events import (
     ChatReceived,
     DownloadComplete,
     DownloadProgress,
+    MediaStats,
     MemberJoined,
     MemberLeft,
+    SpeakingChanged,
     event_to_json,
 )
 from bisc.app.node import Node
@@ -28,9 +31,20 @@ from bisc.errors import BiscError
 from bisc.proto.messages import MessageError
 
 HELP = (
-    "commands: /ticket (a fresh ticket), /members, /share PATH, /files, /get HASH, /quit; "
-    "any other line is sent as chat"
+    "commands: /ticket (a fresh ticket), /members, /share PATH, /files, /get HASH, "
+    "/mute, /unmute, /volume NAME GAIN, /stats, /quit; any other line is sent as chat"
 )
+
+
+@dataclass
+class SessionOptions:
+    exit_after: float | None = None
+    share: list[str] = field(default_factory=list)
+    download: list[str] = field(default_factory=list)
+    audio_in: str | None = None  # None: no voice
+    audio_out: str | None = None
+    audio_device: str | None = None
+    quality: str = "medium"
 
 
 class Printer:
@@ -54,6 +68,15 @@ class Printer:
             text = f"<{event.name}> {event.text}"
         elif isinstance(event, DownloadComplete):
             text = f"* downloaded {event.name} (verified) -> {event.path}"
+        elif isinstance(event, MediaStats):
+            st = event.stats
+            text = (
+                f"* voice from {event.name}: loss {st.loss_pct:.1f}%, jitter {st.jitter_ms:.0f} ms, "
+                f"buffer {st.buffer_ms:.0f} ms, delay {st.e2e_ms:.0f} ms, {st.bitrate_kbps:.0f} kb/s"
+            )
+        elif isinstance(event, SpeakingChanged):
+            if not self.as_json:
+                return  # ten a second at most: only for programs
         else:
             text = f"* {record['event']}: " + ", ".join(f"{k}={v}" for k, v in record.items() if k != "event")
         self.emit(record, text)
@@ -91,14 +114,21 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | Non
     threading.Thread(target=reader, name="bisc-stdin", daemon=True).start()
 
 
-async def run_session(
-    node: Node,
-    channel: Channel,
-    printer: Printer,
-    exit_after: float | None,
-    share: list[str] | None = None,
-    download: list[str] | None = None,
-) -> int:
+async def run_session(node: Node, channel: Channel, printer: Printer, options: SessionOptions) -> int:
+    exit_after, share, download = options.exit_after, options.share, options.download
+    if options.audio_in is not None and options.audio_out is not None:
+        try:
+            call = await channel.start_voice(
+                options.audio_in, options.audio_out, device=options.audio_device, quality=options.quality
+            )
+        except BiscError as exc:
+            printer.error(f"cannot start voice: {exc}")
+            await node.close()
+            return 1
+        printer.emit(
+            {"event": "voice", "input": call.input_description, "output": call.output_description},
+            f"* voice on: sending {call.input_description}, playing to {call.output_description}",
+        )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,6 +215,8 @@ async def _command(line: str, channel: Channel, printer: Printer, transfers: Tra
                 channel.download(matches[0])
             except BiscError as exc:
                 printer.error(str(exc))
+    elif text in ("/mute", "/unmute", "/stats") or text.startswith("/volume"):
+        _voice_command(text, channel, printer)
     elif text.startswith("/") and not text.startswith("//"):
         printer.error(f"unknown command {text.split()[0]}; {HELP}")
     else:
@@ -193,3 +225,28 @@ async def _command(line: str, channel: Channel, printer: Printer, transfers: Tra
         except (MessageError, BiscError) as exc:
             printer.error(str(exc))
     return False
+
+
+def _voice_command(text: str, channel: Channel, printer: Printer) -> None:
+    call = channel.voice
+    if call is None:
+        printer.error("voice is off (start with --audio-in/--audio-out)")
+        return
+    if text in ("/mute", "/unmute"):
+        call.mute(text == "/mute")
+        printer.emit({"event": "muted", "muted": call.muted}, "* muted" if call.muted else "* unmuted")
+    elif text == "/stats":
+        for peer, stats in call.stats().items():
+            member = channel.members.get(peer)
+            printer.event(MediaStats(peer, member.name if member else peer.short(), stats, -1.0))
+    else:
+        parts = text.split()
+        matches = [
+            m for m in channel.members.values() if len(parts) == 3 and parts[1] in (m.name, str(m.peer_id))
+        ]
+        try:
+            if len(matches) != 1:
+                raise BiscError("usage: /volume NAME GAIN (0..4; NAME from /members)")
+            call.set_volume(matches[0].peer_id, float(parts[2]))
+        except (BiscError, ValueError) as exc:
+            printer.error(str(exc))

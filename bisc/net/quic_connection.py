@@ -34,6 +34,7 @@ from aioquic.quic.packet_builder import PACKET_NUMBER_SEND_SIZE
 
 from bisc.identity import EndpointId
 from bisc.net.quic_auth import MAX_HANDSHAKE_FRAME, NONCE_SIZE, ClientHandshake, ServerHandshake
+from bisc.net.quic_datagrams import DatagramDeadlines
 from bisc.net.quic_stream import QuicStream, StreamErrorCode
 from bisc.net.quic_tls import peer_endpoint_id
 from bisc.net.transport import (
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING_DATAGRAMS = 64  # aioquic's datagram queue is unbounded; refuse beyond this
 MAX_UNCLAIMED_STREAMS = 16  # peer streams waiting for set_stream_handler()
 UNCLAIMED_GRACE = 5.0  # ... for at most this long, then they are reset
 MAX_REASON_BYTES = 256
@@ -115,6 +115,7 @@ class QuicPeerConnection(Connection):
         super().__init__()
         self._endpoint = endpoint
         self._quic = quic
+        self._datagrams = DatagramDeadlines(quic)
         self._loop = endpoint._loop
         self.is_client = quic.configuration.is_client
         self.binding = b""
@@ -179,17 +180,16 @@ class QuicPeerConnection(Connection):
         # The peer's limit counts the frame's length field too.
         return max(0, min(size, remote_limit - _DATAGRAM_FRAME_OVERHEAD))
 
-    def send_datagram(self, data: bytes) -> bool:
+    def send_datagram(self, data: bytes, deadline: float | None = None) -> bool:
         if self._reason is not None or not self._authenticated or len(data) > self.max_datagram_size:
             self.stats.datagrams_dropped += 1
             return False
-        pending = self._quic._datagrams_pending
-        if len(pending) >= MAX_PENDING_DATAGRAMS:
+        if self._datagrams.full:
             self._transmit()  # flush what the congestion window allows before refusing
-            if len(pending) >= MAX_PENDING_DATAGRAMS:
+            if self._datagrams.full:
                 self.stats.datagrams_dropped += 1
                 return False
-        self._quic.send_datagram_frame(bytes(data))
+        self._datagrams.queue(bytes(data), deadline)
         self.stats.datagrams_sent += 1
         self._schedule_transmit()
         return True
@@ -547,6 +547,9 @@ class QuicPeerConnection(Connection):
         if self._terminated:
             return
         now = self._loop.time()
+        stale = self._datagrams.drop_stale(now)
+        self.stats.datagrams_dropped += stale
+        self.stats.datagrams_stale += stale
         # A datagram that did not fit beside an ACK waits for the next call,
         # so go again while that made progress.
         try:

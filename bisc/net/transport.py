@@ -58,6 +58,7 @@ class ConnectionStats:
     datagrams_sent: int = 0
     datagrams_received: int = 0
     datagrams_dropped: int = 0  # unroutable, too large, or stale
+    datagrams_stale: int = 0  # of those: still queued at their deadline
     control_frames_sent: int = 0
     control_frames_received: int = 0
 
@@ -113,8 +114,11 @@ class Connection(abc.ABC):
         """Largest datagram payload that can be sent now."""
 
     @abc.abstractmethod
-    def send_datagram(self, data: bytes) -> bool:
-        """Queue one datagram; False (and counted) if it was dropped."""
+    def send_datagram(self, data: bytes, deadline: float | None = None) -> bool:
+        """Queue one datagram; False (and counted) if it was dropped.
+
+        With a deadline (event-loop time), a datagram still queued then is
+        dropped instead of sent: stale media is worth nothing."""
 
     def set_datagram_handler(self, stream_id: int, handler: DatagramHandler | None) -> None:
         """Route datagrams whose byte 1 (media stream id) is `stream_id`."""

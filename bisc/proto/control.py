@@ -35,6 +35,7 @@ class ControlKind(enum.IntEnum):
     WELCOME = 2
     GOSSIP = 3
     DIRECT = 4  # one sealed envelope for this peer only (a leaving peer's last words)
+    MEDIA = 5  # media negotiation and reports (bisc.proto.media_control)
 
 
 def admission_proof(secret: bytes, binding: bytes, role: str) -> bytes:
@@ -72,7 +73,12 @@ class Direct:
     sealed: bytes
 
 
-ControlFrame = Join | Welcome | Gossip | Direct
+@dataclass(frozen=True)
+class Media:
+    data: bytes  # one bisc.proto.media_control message
+
+
+ControlFrame = Join | Welcome | Gossip | Direct | Media
 
 
 def encode_control(frame: ControlFrame) -> bytes:
@@ -90,6 +96,8 @@ def encode_control(frame: ControlFrame) -> bytes:
         fields = [ControlKind.WELCOME, frame.proof, snapshot, frame.incarnation]
     elif isinstance(frame, Gossip):
         fields = [ControlKind.GOSSIP, frame.data]
+    elif isinstance(frame, Media):
+        fields = [ControlKind.MEDIA, frame.data]
     else:
         fields = [ControlKind.DIRECT, frame.sealed]
     return bytes(msgpack.packb(fields, use_bin_type=True))
@@ -129,4 +137,6 @@ def decode_control(data: bytes) -> ControlFrame:
         return Gossip(rest[0])
     elif kind == ControlKind.DIRECT and len(rest) == 1 and isinstance(rest[0], bytes):
         return Direct(rest[0])
+    elif kind == ControlKind.MEDIA and len(rest) == 1 and isinstance(rest[0], bytes):
+        return Media(rest[0])
     raise MessageError(f"malformed control frame of kind {kind}")

@@ -78,9 +78,11 @@ class SimConnection(Connection):
     def max_datagram_size(self) -> int:
         return self.endpoint.network.max_datagram_size
 
-    def send_datagram(self, data: bytes) -> bool:
+    def send_datagram(self, data: bytes, deadline: float | None = None) -> bool:
+        # The simulated link never queues at the sender: a deadline can only have passed already.
         if (
             self._closed
+            or (deadline is not None and asyncio.get_running_loop().time() > deadline)
             or len(data) > self.endpoint.network.max_datagram_size
             or self._datagrams_in_flight >= MAX_IN_FLIGHT_DATAGRAMS
         ):

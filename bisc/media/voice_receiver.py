@@ -1,0 +1,183 @@
+"""The receiving half of a voice call, one per remote peer.
+
+Datagrams go in on the event loop's thread (`push`); the output device's
+thread asks for the next 20 ms (`render`) when it needs it, so playout is
+paced by the device clock. A lock keeps the two apart; both sides only do a
+few microseconds of work under it, except the decode itself.
+
+Anything malformed or hostile (truncated, a fragmented "voice" packet, an
+oversized payload, garbage Opus) is counted and otherwise ignored; sequence
+wrap, jumps and duplicates are the jitter buffer's business.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from bisc import hotpaths
+from bisc.codec.reception import ReceptionStats
+from bisc.errors import PacketError
+from bisc.media.mixer import SpeakingDetector
+from bisc.media.opus import FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE, CodecError, OpusDecoder, Pcm
+
+E2E_SAMPLES = 3000  # end-to-end delays kept (a minute of frames), for benchmarks
+E2E_RECENT = 100  # the frames (2 s) the reported quantiles cover
+_TS_MEMORY = 256  # sequence -> timestamp of recent packets, for the delay of what is played
+
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+
+def _signed(d: int) -> int:
+    d &= 0xFFFFFFFF
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
+@dataclass(frozen=True)
+class VoiceStats:
+    """One remote peer's voice as this end receives it."""
+
+    packets: int
+    loss_pct: float  # over the last reporting interval
+    jitter_ms: float
+    buffer_ms: float  # jitter-buffer delay now
+    target_ms: float  # what the jitter buffer steers toward
+    e2e_ms: float  # capture to playout (excluding device buffers), median of recent frames; -1 unknown
+    e2e_p95_ms: float
+    bitrate_kbps: float
+    rtt_ms: float  # -1 until measured
+    concealed: int  # frames made up by PLC or FEC
+    fec: int
+    malformed: int
+    decode_errors: int
+    speaking: bool
+    level_dbfs: float
+
+
+class VoiceReceiver:
+    def __init__(self, *, stream_id: int, decoder: OpusDecoder | None = None) -> None:
+        self.stream_id = stream_id
+        self.jitter = hotpaths.jitter.JitterBuffer()
+        self.decoder = decoder or OpusDecoder()
+        self.reception = ReceptionStats(SAMPLE_RATE)
+        self.speaking = SpeakingDetector()
+        self.level_dbfs = -120.0
+        self.malformed = 0
+        self.decode_errors = 0
+        self.loss_pct = 0.0  # set by the reporter once per interval
+        self.rtt: float | None = None
+        self._timestamps: OrderedDict[int, int] = OrderedDict()
+        self._sender_clock: tuple[int, float] | None = None  # (timestamp, capture time on OUR clock)
+        self._e2e: deque[float] = deque(maxlen=E2E_SAMPLES)
+        self._lock = threading.Lock()
+        self._bytes_mark = (0, time.monotonic())  # (bytes, time) at the last stats() call
+
+    # -- event-loop side --------------------------------------------------------
+
+    def push(self, data: bytes, arrival: float) -> None:
+        try:
+            packet = hotpaths.packet.decode_packet(data)
+        except PacketError:
+            self.malformed += 1
+            return
+        payload = packet.payload
+        if (
+            packet.stream_id != self.stream_id
+            or packet.fragment_count != 1
+            or not payload
+            or len(payload) > MAX_PACKET_BYTES
+        ):
+            self.malformed += 1
+            return
+        with self._lock:
+            self.jitter.push(packet.sequence, packet.timestamp, bytes(payload), arrival)
+            self.reception.on_packet(packet.sequence, packet.timestamp, len(data), arrival)
+            self._timestamps[packet.sequence] = packet.timestamp
+            if len(self._timestamps) > _TS_MEMORY:
+                self._timestamps.popitem(last=False)
+
+    def set_sender_clock(self, timestamp: int, capture_time_local: float) -> None:
+        """Map the sender's media clock onto ours (from its reports)."""
+        self._sender_clock = (timestamp, capture_time_local)
+
+    # -- device side ------------------------------------------------------------
+
+    def render(self, now: float) -> Pcm | None:
+        """The next 20 ms of this peer's audio, or None when it is not playing."""
+        with self._lock:
+            decision = self.jitter.pop(now)
+            kind = decision.kind
+            try:
+                if kind == "empty":
+                    pcm = None
+                elif kind in ("frame", "accelerate"):
+                    pcm = self.decoder.decode(decision.payload)
+                    self._note_delay(decision.sequence, now)
+                elif kind == "fec":
+                    pcm = self.decoder.decode_fec(decision.payload)
+                    self._note_delay(decision.sequence, now)
+                else:  # "plc", "expand"
+                    pcm = self.decoder.conceal()
+            except CodecError:
+                self.decode_errors += 1
+                pcm = self.decoder.conceal()
+        if pcm is None:
+            self.speaking.update(_SILENCE)
+            return None
+        self.speaking.update(pcm)
+        return pcm
+
+    def _note_delay(self, sequence: int, now: float) -> None:
+        clock = self._sender_clock
+        ts = self._timestamps.get(sequence)
+        if clock is None or ts is None:
+            return
+        captured = clock[1] + _signed(ts - clock[0]) / SAMPLE_RATE
+        delay = now - captured
+        if -1.0 < delay < 30.0:  # a stale clock mapping after a stream restart is not a delay
+            self._e2e.append(delay)
+
+    # -- statistics -------------------------------------------------------------
+
+    def e2e_quantiles(self, last: int = E2E_RECENT) -> tuple[float, float]:
+        """(p50, p95) of the last `last` frames' end-to-end delays in seconds, or (-1, -1)."""
+        samples = sorted(list(self._e2e)[-last:])
+        if not samples:
+            return -1.0, -1.0
+        return samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+
+    def e2e_samples(self) -> list[float]:
+        return list(self._e2e)
+
+    def stats(self, now: float) -> VoiceStats:
+        with self._lock:
+            jb = self.jitter.stats()
+            received = self.reception.received
+            total_bytes = self.reception.bytes
+            jitter = self.reception.jitter
+        mark_bytes, mark_time = self._bytes_mark
+        elapsed = now - mark_time
+        bitrate = (total_bytes - mark_bytes) * 8 / elapsed / 1000 if elapsed > 0 else 0.0
+        self._bytes_mark = (total_bytes, now)
+        p50, p95 = self.e2e_quantiles()
+        return VoiceStats(
+            packets=received,
+            loss_pct=round(self.loss_pct, 2),
+            jitter_ms=round(jitter * 1000, 1),
+            buffer_ms=round(float(jb["buffer_delay_ms"]), 1),
+            target_ms=round(float(jb["target_delay_ms"]), 1),
+            e2e_ms=round(p50 * 1000, 1) if p50 >= 0 else -1.0,
+            e2e_p95_ms=round(p95 * 1000, 1) if p95 >= 0 else -1.0,
+            bitrate_kbps=round(bitrate, 1),
+            rtt_ms=round(self.rtt * 1000, 1) if self.rtt is not None else -1.0,
+            concealed=int(jb["plc"]) + int(jb["fec"]) + int(jb["expanded"]),
+            fec=int(jb["fec"]),
+            malformed=self.malformed,
+            decode_errors=self.decode_errors,
+            speaking=self.speaking.speaking,
+            level_dbfs=round(self.level_dbfs, 1),
+        )
