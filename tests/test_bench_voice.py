@@ -1,0 +1,221 @@
+"""The voice-quality harness: impairment relay, speech sample, PESQ scoring, an aiortc call."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bisc.bench.impair import ImpairedRelay, ImpairmentModel, Verdict
+from bisc.bench.speech import RATE, SpeechError, espeak_available, read_wav, speech_wav, write_wav
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _need_espeak() -> None:
+    if not espeak_available():
+        # CI installs espeak-ng through ci/setup, so there a missing one is a failure.
+        if IN_CI:
+            pytest.fail("espeak-ng is missing in CI: ci/setup should install it")
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _need_espeak()
+    return speech_wav(tmp_path_factory.mktemp("speech"))
+
+
+# ---------------------------------------------------------------- pure model
+
+
+def test_model_loss_rate_within_tolerance() -> None:
+    model = ImpairmentModel(loss=0.05, jitter_ms=30.0, seed=7)
+    verdicts = [model.decide(0)[0] for _ in range(10_000)]
+    dropped = verdicts.count(Verdict.DROP_LOSS) / len(verdicts)
+    assert 0.04 < dropped < 0.06
+
+
+def test_model_delays_within_bounds_and_reorder() -> None:
+    model = ImpairmentModel(loss=0.0, jitter_ms=30.0, delay_ms=10.0, seed=3)
+    delays = [model.decide(0)[1] for _ in range(10_000)]
+    assert min(delays) >= 0.010 and max(delays) <= 0.040
+    assert np.std(delays) > 0.005
+    # Packets 20 ms apart arrive in another order when jitter exceeds the spacing.
+    arrivals = [i * 0.020 + d for i, d in enumerate(delays)]
+    assert any(b < a for a, b in itertools.pairwise(arrivals))
+
+
+def test_model_is_deterministic_and_counts_full() -> None:
+    a = ImpairmentModel(loss=0.3, jitter_ms=5.0, seed=11)
+    b = ImpairmentModel(loss=0.3, jitter_ms=5.0, seed=11)
+    assert [a.decide(0) for _ in range(100)] == [b.decide(0) for _ in range(100)]
+    full = ImpairmentModel(loss=0.0, capacity=4)
+    assert full.decide(4)[0] is Verdict.DROP_FULL and full.decide(3)[0] is Verdict.FORWARD
+    with pytest.raises(ValueError):
+        full.set(1.5, 0.0, 0.0)
+
+
+# ---------------------------------------------------------------- relay over UDP
+
+
+class _Collect(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got: list[tuple[bytes, tuple[str, int]]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.got.append((data, addr))
+
+
+async def _endpoint() -> tuple[asyncio.DatagramTransport, _Collect]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(_Collect, local_addr=("127.0.0.1", 0))
+    return transport, proto
+
+
+async def _wait(cond: object, timeout: float = 3.0) -> None:
+    assert callable(cond)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def test_relay_forwards_both_ways() -> None:
+    server_t, server = await _endpoint()
+    client_t, client = await _endpoint()
+    target = server_t.get_extra_info("sockname")[:2]
+    async with ImpairedRelay(target, loss=0.0, jitter_ms=10.0, seed=2) as relay:
+        for i in range(50):
+            client_t.sendto(b"up%d" % i, relay.addr)
+        await _wait(lambda: len(server.got) == 50)
+        assert sorted(d for d, _ in server.got) == sorted(b"up%d" % i for i in range(50))
+        upstream = server.got[0][1]
+        assert upstream != relay.addr and upstream != client_t.get_extra_info("sockname")[:2]
+        for i in range(50):
+            server_t.sendto(b"down%d" % i, upstream)
+        await _wait(lambda: len(client.got) == 50)
+        assert {a for _, a in client.got} == {relay.addr}
+        assert relay.counters()["up"]["forwarded"] == 50 and relay.counters()["down"]["forwarded"] == 50
+    server_t.close()
+    client_t.close()
+
+
+async def test_relay_drops_everything_at_full_loss() -> None:
+    server_t, server = await _endpoint()
+    client_t, _ = await _endpoint()
+    async with ImpairedRelay(server_t.get_extra_info("sockname")[:2], loss=1.0, jitter_ms=0.0) as relay:
+        for _ in range(100):
+            client_t.sendto(b"x", relay.addr)
+        await _wait(lambda: relay.counters()["up"]["dropped_loss"] == 100)
+        await asyncio.sleep(0.05)
+        assert server.got == [] and relay.counters()["up"]["forwarded"] == 0
+        relay.set_impairment(loss=0.0)
+        client_t.sendto(b"y", relay.addr)
+        await _wait(lambda: len(server.got) == 1)
+        assert server.got[0][0] == b"y"
+    server_t.close()
+    client_t.close()
+
+
+def test_relay_binds_loopback_only() -> None:
+    async def run() -> tuple[str, int]:
+        async with ImpairedRelay(("127.0.0.1", 9)) as relay:
+            return relay.addr
+
+    host, port = asyncio.run(run())
+    assert host == "127.0.0.1" and port > 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))  # released on close
+
+
+# ---------------------------------------------------------------- speech and PESQ
+
+
+def test_speech_sample(speech: Path, tmp_path: Path) -> None:
+    samples, rate = read_wav(speech)
+    assert rate == RATE and samples.dtype == np.int16
+    assert 8.0 <= len(samples) / rate <= 11.0
+    assert np.abs(samples).max() > 5000
+    assert speech_wav(speech.parent) == speech  # cached
+
+
+def test_speech_error_without_espeak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(SpeechError, match="espeak-ng is not installed"):
+        speech_wav(tmp_path)
+
+
+def test_pesq_sanity(speech: Path, tmp_path: Path) -> None:
+    from bisc.bench.pesq_score import delay_estimate, score
+
+    assert score(speech, speech) > 4.4
+    samples, rate = read_wav(speech)
+    zeroed = samples.copy()
+    frames = len(samples) // 960
+    for i in np.random.default_rng(1).choice(frames, frames // 10, replace=False):
+        zeroed[i * 960 : (i + 1) * 960] = 0
+    write_wav(tmp_path / "zeroed.wav", zeroed, rate)
+    assert score(speech, tmp_path / "zeroed.wav") < 3.0
+    # A large leading delay is estimated and removed before scoring.
+    late = np.concatenate([np.zeros(int(0.4 * rate), np.int16), samples])
+    write_wav(tmp_path / "late.wav", late, rate)
+    assert delay_estimate(speech, tmp_path / "late.wav") == pytest.approx(0.4, abs=0.001)
+    assert score(speech, tmp_path / "late.wav") > 4.4
+
+
+# ---------------------------------------------------------------- aiortc end to end
+
+
+def test_place_frames_fills_gaps_with_silence() -> None:
+    from bisc.bench.aiortc_voice import place_frames
+
+    chunks = [np.full(960, i + 1, np.int16) for i in range(4)]
+    pts = np.array([1000, 1960, 3880, 4840], np.int64)  # the third frame was lost
+    arrivals = 10.0 + np.array([0, 1, 3, 4]) * 0.02 + 0.05
+    out, playout, late = place_frames(arrivals, pts, chunks, t0=10.0)
+    assert late == 0 and playout == pytest.approx(0.055)
+    base = round(playout * RATE)
+    assert out[base] == 1 and out[base + 960] == 2 and out[base + 1920] == 0 and out[base + 2880] == 3
+
+
+def test_aiortc_call_through_relay(speech: Path, tmp_path: Path) -> None:
+    pytest.importorskip("aiortc")
+    from bisc.bench.aiortc_voice import run_aiortc_once
+
+    samples, rate = read_wav(speech)
+    short = tmp_path / "short.wav"
+    write_wav(short, samples[: 4 * rate], rate)
+    result = asyncio.run(run_aiortc_once(short, tmp_path / "out.wav", loss=0.0, jitter_ms=30.0))
+    assert result["pesq"] >= 3.0
+    assert 0 < result["delay_ms"] < 500
+    assert 0 < result["cpu_pct"] < 200
+    assert sum(c["up"]["forwarded"] + c["down"]["forwarded"] for c in result["relays"]) > 150
+
+
+def test_format_table() -> None:
+    from bisc.bench.voice_quality import format_table
+
+    rows = [
+        {"stack": "aiortc", "loss": 0.05, "jitter_ms": 30.0, "pesq": 2.5, "delay_ms": 120.0, "cpu_pct": 8.0},
+        {
+            "stack": "bisc",
+            "loss": 0.0,
+            "jitter_ms": 30.0,
+            "pesq": None,
+            "delay_ms": None,
+            "cpu_pct": None,
+            "error": "not yet",
+        },
+    ]
+    text = format_table(rows)
+    assert "aiortc" in text and "2.50" in text and "not yet" in text
