@@ -219,3 +219,15 @@ def test_format_table() -> None:
     ]
     text = format_table(rows)
     assert "aiortc" in text and "2.50" in text and "not yet" in text
+
+
+def test_bisc_call_through_relay(speech: Path, tmp_path: Path) -> None:
+    from bisc.bench.voice_quality import run_voice_quality
+
+    rows = run_voice_quality(stacks=("bisc",), losses=(0.0,), jitter_ms=30.0, seconds=4.0, workdir=tmp_path)
+    (row,) = rows
+    assert "error" not in row, row.get("error")
+    # Loose bound: bisc's default "medium" Opus rate scores well below aiortc's 96 kbit/s.
+    assert row["pesq"] >= 1.5
+    assert 0 < row["delay_ms"] < 500
+    assert all(c["up"]["forwarded"] > 100 for c in row["relays"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import tempfile
@@ -58,7 +59,7 @@ async def run_bisc_once(
             Node(data_dir=dir_a, display_name="a", bind="127.0.0.1:0") as a,
             Node(data_dir=dir_b, display_name="b", bind="127.0.0.1:0") as b,
         ):
-            # Typed Any: the voice methods are not in the Channel this was written against.
+            # Typed Any so this module does not pin the voice API's exact signatures.
             ch_a: Any = await a.create_channel()
             ticket = ch_a.ticket()
             boot = ticket.bootstrap[0]
@@ -82,7 +83,12 @@ async def run_bisc_once(
         "cpu": cpu,
         "wall": wall,
         "sender_offset": t_a - t0,
-        "stats": {str(k): getattr(v, "__dict__", repr(v)) for k, v in stats.items()},
+        "stats": {
+            str(k): dataclasses.asdict(v)
+            if dataclasses.is_dataclass(v) and not isinstance(v, type)
+            else repr(v)
+            for k, v in stats.items()
+        },
     }
 
 
@@ -168,6 +174,8 @@ async def _run_bisc(
         "pesq": score(speech, out_wav),
         "delay_ms": 1000.0 * (delay_estimate(speech, out_wav) - msg["sender_offset"]),
         "cpu_pct": 100.0 * msg["cpu"] / msg["wall"],
+        # bisc's own capture-to-playout estimate, to cross-check delay_ms.
+        "e2e_ms": next((s.get("e2e_ms") for s in msg["stats"].values() if isinstance(s, dict)), None),
         "relays": counters,
         "stats": msg["stats"],
     }
