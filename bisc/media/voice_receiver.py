@@ -22,7 +22,7 @@ import numpy as np
 from bisc import hotpaths
 from bisc.codec.reception import ReceptionStats
 from bisc.errors import PacketError
-from bisc.media.mixer import SpeakingDetector
+from bisc.media.mixer import SILENCE_DBFS, SpeakingDetector, level_dbfs
 from bisc.media.opus import FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE, CodecError, OpusDecoder, Pcm
 
 E2E_SAMPLES = 3000  # end-to-end delays kept (a minute of frames), for benchmarks
@@ -65,7 +65,7 @@ class VoiceReceiver:
         self.decoder = decoder or OpusDecoder()
         self.reception = ReceptionStats(SAMPLE_RATE)
         self.speaking = SpeakingDetector()
-        self.level_dbfs = -120.0
+        self.level_dbfs = SILENCE_DBFS
         self.malformed = 0
         self.decode_errors = 0
         self.loss_pct = 0.0  # set by the reporter once per interval
@@ -126,8 +126,10 @@ class VoiceReceiver:
                 self.decode_errors += 1
                 pcm = self.decoder.conceal()
         if pcm is None:
+            self.level_dbfs = SILENCE_DBFS
             self.speaking.update(_SILENCE)
             return None
+        self.level_dbfs = level_dbfs(pcm)
         self.speaking.update(pcm)
         return pcm
 

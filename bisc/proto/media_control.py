@@ -126,7 +126,7 @@ def _u8(x: Any) -> int:
 
 
 def _count(x: Any) -> int:
-    if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x <= 1 << 32:
+    if not isinstance(x, int) or isinstance(x, bool) or not 0 <= x < 1 << 32:
         raise MessageError("a packet count is a u32")
     return x
 
@@ -149,12 +149,18 @@ def decode_media(data: bytes) -> MediaControl:
         )
     except Exception as exc:  # msgpack raises a family of unrelated types
         raise MessageError(f"undecodable media control message: {type(exc).__name__}") from None
-    if not isinstance(raw, list) or not raw or not isinstance(raw[0], int):
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], int) or isinstance(raw[0], bool):
         raise MessageError("a media control message is [kind, ...]")
     kind, rest = raw[0], raw[1:]
     if kind == _OFFER and len(rest) == 1 and isinstance(rest[0], list) and len(rest[0]) <= MAX_STREAMS:
         return MediaOffer(tuple(_stream_offer(s) for s in rest[0]))
-    if kind == _ANSWER and len(rest) == 2 and isinstance(rest[0], list) and isinstance(rest[1], str):
+    if (
+        kind == _ANSWER
+        and len(rest) == 2
+        and isinstance(rest[0], list)
+        and len(rest[0]) <= MAX_STREAMS
+        and isinstance(rest[1], str)
+    ):
         return MediaAnswer(tuple(_u8(s) for s in rest[0]), rest[1])
     if kind == _REPORT and len(rest) == 5:
         return _report(rest)
