@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import socket
@@ -231,3 +232,106 @@ def test_bisc_call_through_relay(speech: Path, tmp_path: Path) -> None:
     assert row["pesq"] >= 1.5
     assert 0 < row["delay_ms"] < 500
     assert all(c["up"]["forwarded"] > 100 for c in row["relays"])
+
+
+# ---------------------------------------------------------------- bisc bench --suite voice
+
+
+def test_voice_targets_and_quantiles() -> None:
+    from bisc.bench.voice import quantile, steady_delays, targets
+
+    assert quantile([0.3, 0.1, 0.2], 0.5) == 0.2
+    assert quantile([0.1] * 19 + [1.0], 0.95) == 0.1 and quantile([0.1, 1.0], 0.95) == 1.0
+    call = {"peers": [{"e2e": {"x": [9.0] * 100 + [0.05] * 10}}, {"e2e": {"y": [0.06] * 5}}]}
+    assert steady_delays(call) == [0.05] * 10  # each stream's first 2 s (100 frames) dropped
+    report = {
+        "delay_loopback": {"p50_ms": 30.0, "p95_ms": 70.0},
+        "delay_impaired": {"p95_ms": 120.0, "loss": 0.05, "jitter_ms": 30.0},
+        "quality": [
+            {"stack": "bisc", "loss": 0.1, "jitter_ms": 30.0, "pesq": 3.2},
+            {"stack": "bisc", "loss": 0.0, "jitter_ms": 30.0, "pesq": None, "error": "x"},
+            {"stack": "aiortc", "loss": 0.0, "jitter_ms": 30.0, "pesq": 4.5},
+        ],
+    }
+    met = {t["target"]: t["met"] for t in targets(report)}
+    assert met == {
+        "loopback e2e p50 ms": True,
+        "loopback e2e p95 ms": False,
+        "e2e p95 ms, 30 ms jitter + 5% loss": True,
+        "bisc PESQ-WB, 30 ms jitter + 10% loss": True,
+        "bisc PESQ-WB, 30 ms jitter + 0% loss": False,
+    }
+
+
+def test_voice_e2e_delay_on_loopback() -> None:
+    from bisc.bench.voice import delay_figures, run_call
+
+    call = run_call(2, 4.0)
+    fig = delay_figures(call)
+    assert 0 < fig["p50_ms"] < 200 and fig["p50_ms"] <= fig["p95_ms"] <= fig["max_ms"]
+    assert fig["streams"] == 2 and fig["frames"] > 20
+    assert all(0 < kbps < 100 for kbps in fig["payload_kbps"])
+
+
+def test_voice_cpu_three_peers() -> None:
+    from bisc.bench.voice import cpu_figures, run_call
+
+    fig = cpu_figures(run_call(3, 3.0))
+    assert fig["peers"] == 3 and fig["streams_received"] == [2, 2, 2]
+    assert all(0 < pct < 100 for pct in fig["cpu_pct"])
+    assert fig["cpu_pct_total"] == pytest.approx(sum(fig["cpu_pct"]))
+    assert 2.9 < fig["wall_s"] < 5.0
+
+
+def test_voice_delay_through_relay() -> None:
+    from bisc.bench.voice import delay_figures, run_call
+
+    call = run_call(2, 4.0, impairment=(0.05, 30.0))
+    (counters,) = call["relays"]
+    assert counters["up"]["forwarded_bytes"] > 10_000 and counters["down"]["dropped_loss"] > 0
+    assert 0 < delay_figures(call)["p95_ms"] < 1000
+
+
+def test_voice_report_format() -> None:
+    from bisc.bench.voice import VoiceBenchConfig, format_report, targets
+
+    report: dict[str, object] = {
+        "config": dataclasses.asdict(VoiceBenchConfig.quick()),
+        "delay_loopback": {
+            "p50_ms": 45.0,
+            "p95_ms": 41.0,
+            "max_ms": 50.0,
+            "frames": 200,
+            "streams": 2,
+            "concealed": 0,
+            "cpu_pct": [5.0, 6.0],
+            "payload_kbps": [30.0, 31.0],
+        },
+        "delay_impaired": {"error": "RuntimeError: boom"},
+        "quality": [{"stack": "bisc", "loss": 0.05, "jitter_ms": 30.0, "pesq": 3.9, "payload_kbps": 29.5}],
+        "cpu": {
+            "peers": 3,
+            "cpu_pct": [9.0, 9.5, 10.0],
+            "cpu_pct_mean": 9.5,
+            "cpu_pct_total": 28.5,
+            "wall_s": 4.0,
+            "streams_received": [2, 2, 2],
+            "payload_kbps": [30.0, 30.0, 30.0],
+        },
+    }
+    report["targets"] = targets(report)
+    text = format_report(report)
+    assert "p50:   45.0 ms  target <= 40  MISS" in text and "p95:   41.0 ms  target <= 60  met" in text
+    assert "failed: RuntimeError: boom" in text and "total 28.5%" in text and "29.5" in text
+
+
+def test_aiortc_matched_bitrate(speech: Path, tmp_path: Path) -> None:
+    pytest.importorskip("aiortc")
+    from bisc.bench.aiortc_voice import run_aiortc_once
+
+    samples, rate = read_wav(speech)
+    short = tmp_path / "short.wav"
+    write_wav(short, samples[: 3 * rate], rate)
+    result = asyncio.run(run_aiortc_once(short, tmp_path / "out.wav", 0.0, 0.0, bitrate=32000))
+    # VBR around the nominal rate, far below aiortc's default 96 kb/s.
+    assert 15 < result["payload_kbps"] < 45 and result["wire_kbps"] > result["payload_kbps"]

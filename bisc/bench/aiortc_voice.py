@@ -15,6 +15,13 @@ receiver logs each decoded frame with its arrival time and RTP timestamp, and
 `place_frames` plays them out with a fixed delay that keeps 98% of frames on
 time (plus 5 ms of slack), as a fixed jitter buffer would; late and lost
 frames become silence.
+
+Bitrate: aiortc's Opus encoder is fixed at 96 kb/s stereo. With `bitrate`
+set, the sender process patches aiortc's OpusEncoder to encode mono at that
+rate instead (VBR, as bisc does), so the two stacks can be compared at the
+same nominal rate. The SDP still says opus/48000/2, as RFC 7587 requires;
+the decoder plays a mono stream on both channels. Either way the sender
+counts the Opus payload bytes it produced.
 """
 
 from __future__ import annotations
@@ -127,9 +134,36 @@ def _timeline(speech: Path) -> npt.NDArray[np.int16]:
     return np.concatenate([lead, samples, tail])
 
 
-async def _sender(speech: Path) -> None:
+def _patch_encoder(bitrate: int | None, counter: dict[str, int]) -> None:
+    """Count the Opus payload aiortc produces; with a bitrate, encode mono at that rate."""
+    import av
+    from aiortc.codecs import opus
+
+    init, encode = opus.OpusEncoder.__init__, opus.OpusEncoder.encode
+
+    def patched_init(self: Any) -> None:
+        init(self)
+        if bitrate is not None:
+            self.codec.bit_rate = bitrate
+            self.codec.layout = "mono"
+            self.resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE, frame_size=FRAME)
+
+    def patched_encode(self: Any, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        payloads, timestamp = encode(self, frame, force_keyframe)
+        counter["bytes"] += sum(len(p) for p in payloads)
+        counter["packets"] += len(payloads)
+        return payloads, timestamp
+
+    opus.OpusEncoder.__init__ = patched_init  # type: ignore[method-assign]
+    opus.OpusEncoder.encode = patched_encode  # type: ignore[method-assign]
+
+
+async def _sender(speech: Path, bitrate: int | None = None) -> None:
     import av
     from aiortc import MediaStreamTrack, RTCSessionDescription
+
+    encoded = {"bytes": 0, "packets": 0}
+    _patch_encoder(bitrate, encoded)
 
     pcm = _timeline(speech)
     total = -(-len(pcm) // FRAME)
@@ -171,7 +205,15 @@ async def _sender(speech: Path) -> None:
     await started.wait()
     _emit({"type": "started", "t0": clock["t0"]})
     await finished.wait()
-    _emit({"type": "done", "cpu": clock["cpu1"] - clock["cpu0"], "wall": clock["t1"] - clock["t0"]})
+    _emit(
+        {
+            "type": "done",
+            "cpu": clock["cpu1"] - clock["cpu0"],
+            "wall": clock["t1"] - clock["t0"],
+            "payload_bytes": encoded["bytes"],
+            "packets": encoded["packets"],
+        }
+    )
     await _read()  # "quit": keep the call up until the receiver has stopped measuring
     await pc.close()
 
@@ -275,10 +317,13 @@ async def run_aiortc_once(
     jitter_ms: float,
     seed: int = 1,
     python: str = sys.executable,
+    bitrate: int | None = None,
 ) -> dict[str, Any]:
-    """Send `speech` from one aiortc peer to another through impairing relays; measure the result."""
+    """Send `speech` from one aiortc peer to another through impairing relays; measure the result.
+
+    bitrate: None keeps aiortc's default (96 kb/s stereo); else mono Opus at this rate."""
     record = out_wav.with_suffix(".npz")
-    sender = await _spawn(python, "send", str(speech))
+    sender = await _spawn(python, "send", str(speech), *([str(bitrate)] if bitrate else []))
     receiver = await _spawn(python, "recv", str(record))
     relays: list[ImpairedRelay] = []
     try:
@@ -295,7 +340,9 @@ async def run_aiortc_once(
         started = await sender.read()
         for relay in relays:
             relay.set_impairment(loss=loss, jitter_ms=jitter_ms)
+        wire0 = wire_bytes(relays)
         sent = await sender.read(timeout=STEP_TIMEOUT + 60)
+        wire = wire_bytes(relays) - wire0
         receiver.send({"type": "stop"})
         got = await receiver.read()
         sender.send({"type": "quit"})
@@ -320,6 +367,11 @@ async def run_aiortc_once(
         "cpu_pct": cpu_send + cpu_recv,
         "cpu_send_pct": cpu_send,
         "cpu_recv_pct": cpu_recv,
+        "payload_kbps": 8.0 * sent["payload_bytes"] / (sent["packets"] * FRAME / RATE) / 1000.0
+        if sent["packets"]
+        else None,
+        # Both directions through the relays (SRTP media, RTCP), UDP payload only.
+        "wire_kbps": 8.0 * wire / sent["wall"] / 1000.0,
         "playout_ms": 1000.0 * playout,
         "frames": got["frames"],
         "late_frames": late,
@@ -327,9 +379,17 @@ async def run_aiortc_once(
     }
 
 
+def wire_bytes(relays: list[ImpairedRelay]) -> int:
+    """UDP payload bytes forwarded so far by these relays, both directions."""
+    return sum(relay.counters()[d]["forwarded_bytes"] for relay in relays for d in ("up", "down"))
+
+
 def main(argv: list[str]) -> None:
-    role, path = argv
-    asyncio.run(_sender(Path(path)) if role == "send" else _receiver(Path(path)))
+    role, path, *rest = argv
+    if role == "send":
+        asyncio.run(_sender(Path(path), int(rest[0]) if rest else None))
+    else:
+        asyncio.run(_receiver(Path(path)))
 
 
 if __name__ == "__main__":

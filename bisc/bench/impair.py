@@ -35,10 +35,12 @@ class DirectionStats:
     forwarded: int = 0
     dropped_loss: int = 0
     dropped_full: int = 0
+    forwarded_bytes: int = 0  # UDP payload bytes forwarded (no IP/UDP headers)
 
     def as_dict(self) -> dict[str, int]:
         return {
             "forwarded": self.forwarded,
+            "forwarded_bytes": self.forwarded_bytes,
             "dropped_loss": self.dropped_loss,
             "dropped_full": self.dropped_full,
         }
@@ -116,6 +118,7 @@ class _Direction:
             return
         send.sendto(data, addr)
         self.stats.forwarded += 1
+        self.stats.forwarded_bytes += len(data)
 
     def cancel(self) -> None:
         for handle in self.pending:

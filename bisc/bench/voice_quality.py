@@ -3,12 +3,17 @@
 For each stack and loss rate, a speech sample is sent from one peer to another
 on loopback through `ImpairedRelay` (loss, 0..jitter_ms of uniform jitter, both
 directions), recorded at the receiver and scored: wide-band PESQ, one-way
-mouth-to-ear delay (cross-correlation), and CPU of the peer processes as
+mouth-to-ear delay (cross-correlation), CPU of the peer processes as
 percent of one core (both peers added up; the relay runs in this process and
-is not counted).
+is not counted), and bitrate: the sender's Opus payload and the UDP payload
+through the relays in both directions (media plus feedback, no IP/UDP headers).
 
-    python -m bisc.bench.voice_quality [--stacks bisc,aiortc] [--losses 0,0.05,0.1]
-        [--jitter-ms 30] [--seconds S] [--workdir DIR] [--json]
+Stacks: "bisc" at its quality preset (--quality, default medium = 32 kb/s
+VBR mono with in-band FEC); "aiortc" patched to mono Opus at the same
+nominal rate; "aiortc-default" as aiortc ships (96 kb/s stereo, no FEC).
+
+    python -m bisc.bench.voice_quality [--stacks bisc,aiortc,aiortc-default] [--losses 0,0.05,0.1]
+        [--jitter-ms 30] [--quality medium] [--seconds S] [--workdir DIR] [--json]
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bisc.bench.aiortc_voice import run_aiortc_once
+from bisc.bench.aiortc_voice import run_aiortc_once, wire_bytes
 from bisc.bench.impair import Addr, ImpairedRelay
 from bisc.bench.pesq_score import delay_estimate, score
 from bisc.bench.speech import read_wav, speech_wav, write_wav
+from bisc.media.voice_sender import QUALITY_BITRATES
 
 RelayFactory = Callable[[Addr], Awaitable[Addr]]
 TAIL = 1.5  # s recorded after the speech ends
@@ -41,6 +47,7 @@ async def run_bisc_once(
     relay_factory: RelayFactory,
     seconds: float,
     on_media: Callable[[], Awaitable[None]] | None = None,
+    quality: str = "medium",
 ) -> dict[str, Any]:
     """Two bisc nodes in this process, b joining a through a relay; a sends speech_wav to b.
 
@@ -70,12 +77,14 @@ async def run_bisc_once(
             cpu0, t0 = time.process_time(), time.monotonic()
             voice_b = await ch_b.start_voice(audio_in="none", audio_out=str(out_wav))
             t_a = time.monotonic()
-            voice_a = await ch_a.start_voice(audio_in=str(speech_wav), audio_out="none")
+            voice_a = await ch_a.start_voice(audio_in=str(speech_wav), audio_out="none", quality=quality)
             if on_media is not None:
                 await on_media()
             await asyncio.sleep(seconds + TAIL)
             stats = voice_b.stats()
             cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+            encoded = (voice_a.sender.bytes_encoded, voice_a.sender.frames_encoded)
+            e2e = [r.e2e_samples() for r in voice_b.receivers().values()]
             await ch_a.stop_voice()
             await ch_b.stop_voice()
             del voice_a
@@ -83,6 +92,9 @@ async def run_bisc_once(
         "cpu": cpu,
         "wall": wall,
         "sender_offset": t_a - t0,
+        "payload_bytes": encoded[0],
+        "frames": encoded[1],
+        "e2e": e2e[0] if e2e else [],
         "stats": {
             str(k): dataclasses.asdict(v)
             if dataclasses.is_dataclass(v) and not isinstance(v, type)
@@ -95,7 +107,7 @@ async def run_bisc_once(
 # ---------------------------------------------------------------- bisc peer process
 
 
-async def _bisc_peer(speech: Path, out_wav: Path, seconds: float) -> None:
+async def _bisc_peer(speech: Path, out_wav: Path, seconds: float, quality: str = "medium") -> None:
     async def relay(target: Addr) -> Addr:
         _emit({"type": "relay", "target": list(target)})
         reply = await _read_stdin()
@@ -105,7 +117,7 @@ async def _bisc_peer(speech: Path, out_wav: Path, seconds: float) -> None:
         _emit({"type": "media"})
 
     try:
-        result = await run_bisc_once(speech, out_wav, relay, seconds, on_media=media)
+        result = await run_bisc_once(speech, out_wav, relay, seconds, on_media=media, quality=quality)
     except Exception as exc:
         _emit({"type": "error", "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
         return
@@ -124,20 +136,21 @@ async def _read_stdin() -> dict[str, Any]:
 
 
 async def _run_bisc(
-    speech: Path, out_wav: Path, loss: float, jitter_ms: float, seconds: float
+    speech: Path, out_wav: Path, loss: float, jitter_ms: float, seconds: float, quality: str = "medium"
 ) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bisc.bench.voice_quality",
         "--peer",
-        f"{speech}|{out_wav}|{seconds}",
+        f"{speech}|{out_wav}|{seconds}|{quality}",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     relays: list[ImpairedRelay] = []
+    wire0, t_media = 0, time.monotonic()
     try:
         while True:
             line = await asyncio.wait_for(proc.stdout.readline(), PEER_TIMEOUT + seconds)
@@ -153,12 +166,14 @@ async def _run_bisc(
             elif msg["type"] == "media":
                 for relay in relays:
                     relay.set_impairment(loss=loss, jitter_ms=jitter_ms)
+                wire0, t_media = wire_bytes(relays), time.monotonic()
             elif msg["type"] == "error":
                 if msg["error"].startswith("NotImplementedError"):
                     raise NotImplementedError(msg["error"].split(": ", 1)[1])
                 raise RuntimeError(f"bisc peer failed: {msg['error']}\n{msg['trace']}")
             else:
                 break
+        wire, media_wall = wire_bytes(relays) - wire0, time.monotonic() - t_media
         counters = [relay.counters() for relay in relays]
     finally:
         for relay in relays:
@@ -174,6 +189,11 @@ async def _run_bisc(
         "pesq": score(speech, out_wav),
         "delay_ms": 1000.0 * (delay_estimate(speech, out_wav) - msg["sender_offset"]),
         "cpu_pct": 100.0 * msg["cpu"] / msg["wall"],
+        "payload_kbps": 8.0 * msg["payload_bytes"] / (msg["frames"] * 0.02) / 1000.0
+        if msg["frames"]
+        else None,
+        # Both directions through the relay (QUIC datagrams, acks, reports), UDP payload only.
+        "wire_kbps": 8.0 * wire / media_wall / 1000.0,
         # bisc's own capture-to-playout estimate, to cross-check delay_ms.
         "e2e_ms": next((s.get("e2e_ms") for s in msg["stats"].values() if isinstance(s, dict)), None),
         "relays": counters,
@@ -201,6 +221,7 @@ async def run_voice_quality_async(
     seconds: float | None = None,
     workdir: Path | None = None,
     seed: int = 1,
+    quality: str = "medium",
 ) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
@@ -214,15 +235,24 @@ async def run_voice_quality_async(
                 row: dict[str, Any] = {"stack": stack, "loss": loss, "jitter_ms": jitter_ms}
                 try:
                     if stack == "aiortc":
+                        bitrate = QUALITY_BITRATES[quality]
+                        row |= await run_aiortc_once(speech, out, loss, jitter_ms, seed=seed, bitrate=bitrate)
+                    elif stack == "aiortc-default":
                         row |= await run_aiortc_once(speech, out, loss, jitter_ms, seed=seed)
                     elif stack == "bisc":
-                        row |= await _run_bisc(speech, out, loss, jitter_ms, length)
+                        row |= await _run_bisc(speech, out, loss, jitter_ms, length, quality)
                     else:
                         raise ValueError(f"unknown stack {stack!r}")
-                except NotImplementedError as exc:
-                    row |= {"pesq": None, "delay_ms": None, "cpu_pct": None, "error": str(exc)}
+                except (NotImplementedError, RuntimeError, OSError, TimeoutError, ImportError) as exc:
+                    # One failed call (a missing aiortc, a peer that died) is a row, not the end of the run.
+                    row |= {"pesq": None, "delay_ms": None, "cpu_pct": None, "error": _short(exc)}
                 rows.append(row)
         return rows
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, NotImplementedError) else str(exc)
+    return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
 def run_voice_quality(
@@ -231,27 +261,34 @@ def run_voice_quality(
     jitter_ms: float = 30.0,
     seconds: float | None = None,
     workdir: Path | None = None,
+    quality: str = "medium",
 ) -> list[dict[str, Any]]:
-    """Rows {stack, loss, jitter_ms, pesq, delay_ms, cpu_pct, ...}; seconds=None sends the whole sample."""
-    return asyncio.run(run_voice_quality_async(stacks, losses, jitter_ms, seconds, workdir))
+    """Rows {stack, loss, jitter_ms, pesq, delay_ms, cpu_pct, payload_kbps, wire_kbps, ...};
+    seconds=None sends the whole sample."""
+    return asyncio.run(run_voice_quality_async(stacks, losses, jitter_ms, seconds, workdir, quality=quality))
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     def cell(value: Any, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    lines = [f"{'stack':<8} {'loss':>5} {'jitter':>7} {'PESQ-WB':>8} {'delay ms':>9} {'CPU %':>6}  note"]
+    lines = [
+        f"{'stack':<14} {'loss':>5} {'jitter':>7} {'PESQ-WB':>8} {'delay ms':>9} {'CPU %':>6} "
+        f"{'opus kb/s':>9} {'wire kb/s':>9}  note"
+    ]
     for r in rows:
         lines.append(
-            f"{r['stack']:<8} {r['loss']:>5.0%} {r['jitter_ms']:>5.0f}ms {cell(r.get('pesq'), '8.2f')} "
-            f"{cell(r.get('delay_ms'), '9.0f')} {cell(r.get('cpu_pct'), '6.1f')}  {r.get('error', '')}"
+            f"{r['stack']:<14} {r['loss']:>5.0%} {r['jitter_ms']:>5.0f}ms {cell(r.get('pesq'), '8.2f')} "
+            f"{cell(r.get('delay_ms'), '9.0f')} {cell(r.get('cpu_pct'), '6.1f')} "
+            f"{cell(r.get('payload_kbps'), '9.1f')} {cell(r.get('wire_kbps'), '9.1f')}  {r.get('error', '')}"
         )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bisc.bench.voice_quality", description=__doc__)
-    parser.add_argument("--stacks", default="bisc,aiortc")
+    parser.add_argument("--stacks", default="bisc,aiortc,aiortc-default")
+    parser.add_argument("--quality", default="medium", choices=sorted(QUALITY_BITRATES))
     parser.add_argument("--losses", default="0,0.05,0.1")
     parser.add_argument("--jitter-ms", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=None, help="cut the speech sample to this length")
@@ -260,8 +297,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: run the bisc peers
     args = parser.parse_args(argv)
     if args.peer:
-        speech, out, seconds = args.peer.split("|")
-        asyncio.run(_bisc_peer(Path(speech), Path(out), float(seconds)))
+        speech, out, seconds, quality = args.peer.split("|")
+        asyncio.run(_bisc_peer(Path(speech), Path(out), float(seconds), quality))
         return
     rows = run_voice_quality(
         stacks=[s for s in args.stacks.split(",") if s],
@@ -269,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         jitter_ms=args.jitter_ms,
         seconds=args.seconds,
         workdir=args.workdir,
+        quality=args.quality,
     )
     print(json.dumps(rows, indent=1, default=str) if args.json else format_table(rows))
 

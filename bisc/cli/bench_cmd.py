@@ -10,10 +10,13 @@ from typing import Any
 from bisc.bench import files as files_bench
 from bisc.bench import gossip as gossip_bench
 from bisc.bench import join as join_bench
+from bisc.bench import voice as voice_bench
 from bisc.bench.hotpaths import BenchConfig, run, targets
 from bisc.cli.output import print_json, table
 
-SUITES = ("hotpaths", "join", "gossip", "files")
+SUITES = ("hotpaths", "join", "gossip", "files", "voice")
+# voice takes minutes in full (and needs the bench extra and espeak-ng for its quality table): opt-in.
+DEFAULT_SUITES = ("hotpaths", "join", "gossip", "files")
 
 
 def register(commands: Any) -> None:
@@ -24,10 +27,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--file", type=Path, help="hash this existing file instead")
     parser.add_argument(
         "--suite",
-        default=",".join(SUITES),
+        default=",".join(DEFAULT_SUITES),
         help="comma-separated: hotpaths (native vs pure), join (loopback join time), "
         "gossip (simulated delivery under loss and churn), files (loopback transfer and share "
-        "hashing); default: all",
+        "hashing), voice (call delay, PESQ against aiortc under loss, CPU of a 3-peer call; "
+        "a few minutes, under a minute with --quick; needs the bench extra and espeak-ng for "
+        "the PESQ table); default: all but voice",
     )
     parser.set_defaults(run=run_bench)
 
@@ -73,6 +78,10 @@ def run_bench(args: argparse.Namespace) -> int:
         report["files"] = files_bench.run(quick=args.quick)
         if not args.json:
             print(files_bench.format_report(report["files"]))
+    if "voice" in suites:
+        report["voice"] = voice_bench.run(quick=args.quick)
+        if not args.json:
+            print(voice_bench.format_report(report["voice"]))
     if args.json:
         print_json(report)
     return 0
