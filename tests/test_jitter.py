@@ -312,3 +312,37 @@ def test_bad_arguments(jitter_impl: ModuleType) -> None:
         jitter_impl.JitterBuffer(min_delay=0.1, start_delay=0.05)
     assert jb.stats()["received"] == 0
     assert _decision(jb.pop(0.0)) == ("empty", b"", -1)
+
+
+def _drain_excess(jitter_impl: ModuleType, size_of: Any) -> tuple[list[int], int]:
+    """Prefetch at the 80 ms start delay, then steady arrivals: the buffer must shrink to the floor.
+    Returns the sequences whose frames were dropped by "accelerate", and the final level in ms."""
+    jb = jitter_impl.JitterBuffer()
+    played: list[int] = []
+    for k in range(600):
+        jb.push(k, k * SAMPLES, size_of(k), k * FRAME)
+        d = jb.pop(k * FRAME + 0.001)
+        if d.kind in ("frame", "accelerate"):
+            assert d.payload == size_of(d.sequence)
+            played.append(d.sequence)
+    assert played == sorted(played)
+    dropped = sorted(set(range(played[0], played[-1])) - set(played))
+    assert len(dropped) == jb.stats()["accelerated"]
+    return dropped, int(jb.stats()["buffer_delay_ms"])
+
+
+def test_delay_is_cut_in_pauses_not_in_speech(jitter_impl: ModuleType) -> None:
+    # "Speech" of 80-byte frames with a 5-byte (silent) frame every 37: frames are only dropped in pauses.
+    def speech(k: int) -> bytes:
+        return bytes(5) if k % 37 == 36 else bytes([k & 0xFF]) * 80
+
+    dropped, level = _drain_excess(jitter_impl, speech)
+    assert dropped and all(k % 37 == 36 for k in dropped)
+    assert level <= 30
+
+
+def test_delay_is_cut_without_pauses_too(jitter_impl: ModuleType) -> None:
+    # A steady tone never pauses: after waiting about a second per step, the buffer still shrinks.
+    dropped, level = _drain_excess(jitter_impl, lambda k: bytes([k & 0xFF]) * 80)
+    assert len(dropped) >= 2
+    assert level <= 30

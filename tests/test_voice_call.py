@@ -61,7 +61,7 @@ async def test_two_nodes_each_hear_the_others_tone(nodes: list[Node], tmp_path: 
         assert longest_gap(pcm, TONE_RMS * 0.3) == 0
     assert stats_b.loss_pct == 0.0 and stats_b.malformed == 0 and stats_b.decode_errors == 0
     assert 0 < stats_b.e2e_ms < 100 and 0 <= stats_b.rtt_ms < 100
-    assert 20 < stats_b.bitrate_kbps < 60
+    assert 20 < stats_b.bitrate_kbps < 110  # 64 kb/s Opus VBR plus headers
 
 
 async def test_three_nodes_mix_every_sender(nodes: list[Node], tmp_path: Path) -> None:

@@ -29,6 +29,10 @@ ADJUST_INTERVAL = 4
 MAX_JUMP = 10.0
 RESET_AFTER = 3
 SKIP_MIN = 3
+SIZE_KEEP = 0.98
+QUIET_RATIO = 0.4
+FORCE_FRAMES = 4.0
+PATIENCE = 50
 
 STAT_NAMES = (
     "received",
@@ -51,12 +55,16 @@ cdef enum:
     C_ADJUST_INTERVAL = 4
     C_RESET_AFTER = 3
     C_SKIP_MIN = 3
+    C_PATIENCE = 50
 
 cdef double C_BIN = 0.01
 cdef double C_FORGET = 0.983
 cdef double C_QUANTILE = 0.95
 cdef double C_LEVEL_KEEP = 0.875
 cdef double C_MAX_JUMP = 10.0
+cdef double C_SIZE_KEEP = 0.98
+cdef double C_QUIET_RATIO = 0.4
+cdef double C_FORCE_FRAMES = 4.0
 
 
 cdef inline int64_t _diff(uint32_t a, uint32_t b) noexcept:
@@ -140,7 +148,8 @@ Reorders, times and conceals one audio stream."""
     cdef uint32_t _next, _newest, _last_seq, _last_ts
     cdef int64_t _ext_ts
     cdef int _jumps
-    cdef int64_t _since_adjust, _underruns
+    cdef int64_t _since_adjust, _underruns, _waiting
+    cdef double _avg_size
 
     cdef unsigned long long _received, _late, _duplicates, _dropped_overflow, _s_jumps
     cdef unsigned long long _resets, _frames, _fec, _plc, _accelerated, _expanded
@@ -213,6 +222,8 @@ Reorders, times and conceals one audio stream."""
         self._pos = 0
         self._jumps = 0
         self._level = 0.0
+        self._avg_size = -1.0
+        self._waiting = 0
         self._since_adjust = 0
         self._underruns = 0
 
@@ -297,6 +308,11 @@ Reorders, times and conceals one audio stream."""
             self._next = seq
         cdef dict store = self._store
         store[seq] = payload
+        cdef double size = <double>len(payload)
+        if self._avg_size < 0.0:
+            self._avg_size = size
+        else:
+            self._avg_size = C_SIZE_KEEP * self._avg_size + (1.0 - C_SIZE_KEEP) * size
         if len(store) == 1 or _diff(seq, self._newest) > 0:
             self._newest = seq
         if len(store) > self.max_packets:
@@ -429,24 +445,46 @@ Reorders, times and conceals one audio stream."""
                 return _decision(_S_PLC, b"", nxt)
         self._played = True
         after = nxt + 1
+        cdef double quiet
+        cdef bint urgent
+        cdef Py_ssize_t smaller
         if self._since_adjust >= C_ADJUST_INTERVAL:
+            quiet = C_QUIET_RATIO * self._avg_size
+            urgent = self._waiting >= C_PATIENCE
             if self._level > target + 0.5 * fd:
                 following = store.get(after)
                 if following is not None:
-                    del store[after]
-                    self._next = nxt + 2
-                    self._level -= fd
-                    self._since_adjust = 0
-                    self._accelerated += 1
-                    if len(<bytes>following) < len(<bytes>payload):
-                        return _decision(_S_ACCELERATE, payload, nxt)
-                    return _decision(_S_ACCELERATE, following, after)
+                    smaller = min(len(<bytes>following), len(<bytes>payload))
+                    if (
+                        <double>smaller <= quiet
+                        or self._level > target + C_FORCE_FRAMES * fd
+                        or urgent
+                    ):
+                        del store[after]
+                        self._next = nxt + 2
+                        self._level -= fd
+                        self._since_adjust = 0
+                        self._waiting = 0
+                        self._accelerated += 1
+                        if len(<bytes>following) < len(<bytes>payload):
+                            return _decision(_S_ACCELERATE, payload, nxt)
+                        return _decision(_S_ACCELERATE, following, after)
+                    self._waiting += 1
             elif self._level < target - 0.5 * fd:
-                store[nxt] = payload
-                self._level += fd
-                self._since_adjust = 0
-                self._expanded += 1
-                return _decision(_S_EXPAND, b"", nxt)
+                if (
+                    <double>len(<bytes>payload) <= quiet
+                    or self._level < target - C_FORCE_FRAMES * fd
+                    or urgent
+                ):
+                    store[nxt] = payload
+                    self._level += fd
+                    self._since_adjust = 0
+                    self._waiting = 0
+                    self._expanded += 1
+                    return _decision(_S_EXPAND, b"", nxt)
+                self._waiting += 1
+            else:
+                self._waiting = 0
         self._next = after
         self._frames += 1
         return _decision(_S_FRAME, payload, nxt)

@@ -21,7 +21,11 @@ never by a timer.
   more than half a frame above target, "expand" conceals one frame without
   consuming any when it is more than half a frame below (so the level settles
   on the whole number of frames nearest the target), at most once per `ADJUST_INTERVAL`
-  pops. Missing frames are decoded from the next packet's in-band FEC when it
+  pops. Dropping or inventing 20 ms of speech is audible, so both wait for a
+  quiet frame (a payload under QUIET_RATIO of the mean size: Opus spends few
+  bytes on silence) unless the level is FORCE_FRAMES or more off target, or
+  PATIENCE chances went by without one (music, a steady tone: no pauses).
+  Missing frames are decoded from the next packet's in-band FEC when it
   is buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
 
 Every formula here is repeated, in the same order and with C doubles, by
@@ -50,6 +54,10 @@ ADJUST_INTERVAL = 4  # pops between two accelerates/expands
 MAX_JUMP = 10.0  # seconds; further away is a jump, not the same stream
 RESET_AFTER = 3  # consecutive jumps that make a new stream
 SKIP_MIN = 3  # a hole of this many frames may be skipped instead of concealed
+SIZE_KEEP = 0.98  # smoothing of the mean payload size
+QUIET_RATIO = 0.4  # a payload under this fraction of the mean size is (near) silence
+FORCE_FRAMES = 4.0  # this far (in frames) off target, adjust even in speech
+PATIENCE = 50  # adjustment opportunities (about a second) to wait for a quiet frame
 
 STAT_NAMES = (
     "received",
@@ -146,6 +154,8 @@ class JitterBuffer:
         self._pos = 0
         self._jumps = 0  # consecutive jumps
         self._level = 0.0
+        self._avg_size = -1.0  # mean payload size; negative until the first packet
+        self._waiting = 0  # adjustment chances passed up waiting for a quiet frame
         self._since_adjust = 0
         self._underruns = 0
 
@@ -216,6 +226,10 @@ class JitterBuffer:
             self._next = sequence  # reordered before the first frame played
         store = self._store
         store[sequence] = payload
+        size = float(len(payload))
+        self._avg_size = (
+            size if self._avg_size < 0.0 else SIZE_KEEP * self._avg_size + (1.0 - SIZE_KEEP) * size
+        )
         if len(store) == 1 or _diff(sequence, self._newest) > 0:
             self._newest = sequence
         if len(store) > self.max_packets:
@@ -341,23 +355,37 @@ class JitterBuffer:
         self._played = True
         after = (nxt + 1) & 0xFFFFFFFF
         if self._since_adjust >= ADJUST_INTERVAL:
+            quiet = QUIET_RATIO * self._avg_size
+            urgent = self._waiting >= PATIENCE
             if self._level > target + 0.5 * fd:
                 following = store.get(after)
                 if following is not None:
-                    del store[after]
-                    self._next = (nxt + 2) & 0xFFFFFFFF
-                    self._level -= fd
-                    self._since_adjust = 0
-                    stats["accelerated"] += 1
-                    if len(following) < len(payload):  # drop the likelier silence
-                        return Decision(ACCELERATE, payload, nxt)
-                    return Decision(ACCELERATE, following, after)
+                    if (
+                        float(min(len(following), len(payload))) <= quiet
+                        or self._level > target + FORCE_FRAMES * fd
+                        or urgent
+                    ):
+                        del store[after]
+                        self._next = (nxt + 2) & 0xFFFFFFFF
+                        self._level -= fd
+                        self._since_adjust = 0
+                        self._waiting = 0
+                        stats["accelerated"] += 1
+                        if len(following) < len(payload):  # drop the likelier silence
+                            return Decision(ACCELERATE, payload, nxt)
+                        return Decision(ACCELERATE, following, after)
+                    self._waiting += 1
             elif self._level < target - 0.5 * fd:
-                store[nxt] = payload  # not consumed
-                self._level += fd
-                self._since_adjust = 0
-                stats["expanded"] += 1
-                return Decision(EXPAND, b"", nxt)
+                if float(len(payload)) <= quiet or self._level < target - FORCE_FRAMES * fd or urgent:
+                    store[nxt] = payload  # not consumed
+                    self._level += fd
+                    self._since_adjust = 0
+                    self._waiting = 0
+                    stats["expanded"] += 1
+                    return Decision(EXPAND, b"", nxt)
+                self._waiting += 1
+            else:
+                self._waiting = 0
         self._next = after
         stats["frames"] += 1
         return Decision(FRAME, payload, nxt)

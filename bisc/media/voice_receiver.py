@@ -27,9 +27,11 @@ from bisc.media.opus import FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE, CodecE
 
 E2E_SAMPLES = 3000  # end-to-end delays kept (a minute of frames), for benchmarks
 E2E_RECENT = 100  # the frames (2 s) the reported quantiles cover
-_TS_MEMORY = 256  # sequence -> timestamp of recent packets, for the delay of what is played
+_RECENT = 128  # recent packets remembered by sequence (about 2.5 s)
 
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+_FADE_IN = np.linspace(0.0, 1.0, FRAME_SAMPLES)
+_FADE_OUT = 1.0 - _FADE_IN
 
 
 def _signed(d: int) -> int:
@@ -70,7 +72,10 @@ class VoiceReceiver:
         self.decode_errors = 0
         self.loss_pct = 0.0  # set by the reporter once per interval
         self.rtt: float | None = None
-        self._timestamps: OrderedDict[int, int] = OrderedDict()
+        # sequence -> (timestamp, payload) of recent packets: the delay of what is played, and the
+        # frame an "accelerate" drops (decoded anyway, to keep the decoder's state continuous).
+        self._recent: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        self._last_played = -1
         self._sender_clock: tuple[int, float] | None = None  # (timestamp, capture time on OUR clock)
         self._e2e: deque[float] = deque(maxlen=E2E_SAMPLES)
         self._lock = threading.Lock()
@@ -96,9 +101,9 @@ class VoiceReceiver:
         with self._lock:
             self.jitter.push(packet.sequence, packet.timestamp, bytes(payload), arrival)
             self.reception.on_packet(packet.sequence, packet.timestamp, len(data), arrival)
-            self._timestamps[packet.sequence] = packet.timestamp
-            if len(self._timestamps) > _TS_MEMORY:
-                self._timestamps.popitem(last=False)
+            self._recent[packet.sequence] = (packet.timestamp, bytes(payload))
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
 
     def set_sender_clock(self, timestamp: int, capture_time_local: float) -> None:
         """Map the sender's media clock onto ours (from its reports)."""
@@ -114,8 +119,11 @@ class VoiceReceiver:
             try:
                 if kind == "empty":
                     pcm = None
-                elif kind in ("frame", "accelerate"):
+                elif kind == "frame":
                     pcm = self.decoder.decode(decision.payload)
+                    self._note_delay(decision.sequence, now)
+                elif kind == "accelerate":
+                    pcm = self._accelerate(decision.payload, decision.sequence)
                     self._note_delay(decision.sequence, now)
                 elif kind == "fec":
                     pcm = self.decoder.decode_fec(decision.payload)
@@ -125,6 +133,8 @@ class VoiceReceiver:
             except CodecError:
                 self.decode_errors += 1
                 pcm = self.decoder.conceal()
+            if kind in ("frame", "accelerate", "fec", "plc"):
+                self._last_played = decision.sequence
         if pcm is None:
             self.level_dbfs = SILENCE_DBFS
             self.speaking.update(_SILENCE)
@@ -133,9 +143,29 @@ class VoiceReceiver:
         self.speaking.update(pcm)
         return pcm
 
+    def _accelerate(self, payload: bytes, sequence: int) -> Pcm:
+        """Play 20 ms in place of 40: decode both frames (skipping one would leave the decoder's
+        prediction state behind, which it shows as a quiet, smeared frame) and crossfade from the
+        first into the second, so the output joins both the frame before and the frame after."""
+        # The buffer drops the frame after the one it returns, or the one before it.
+        dropped_seq = (
+            (sequence + 1) & 0xFFFFFFFF
+            if sequence == (self._last_played + 1) & 0xFFFFFFFF
+            else ((sequence - 1) & 0xFFFFFFFF)
+        )
+        dropped = self._recent.get(dropped_seq)
+        if dropped is None:
+            return self.decoder.decode(payload)
+        if dropped_seq == (sequence + 1) & 0xFFFFFFFF:
+            first, second = self.decoder.decode(payload), self.decoder.decode(dropped[1])
+        else:
+            first, second = self.decoder.decode(dropped[1]), self.decoder.decode(payload)
+        return np.round(first * _FADE_OUT + second * _FADE_IN).astype(np.int16)
+
     def _note_delay(self, sequence: int, now: float) -> None:
         clock = self._sender_clock
-        ts = self._timestamps.get(sequence)
+        recent = self._recent.get(sequence)
+        ts = recent[0] if recent is not None else None
         if clock is None or ts is None:
             return
         captured = clock[1] + _signed(ts - clock[0]) / SAMPLE_RATE
