@@ -202,3 +202,24 @@ def test_packet_header_layout_is_what_the_voice_path_expects() -> None:
     # Byte 1 routes datagrams to the voice handler: the header must keep it there.
     data = hotpaths.packet.encode_packet(VOICE_STREAM, 1, 2, 0, 1, 0, b"p")
     assert data[1] == VOICE_STREAM and struct.unpack(">I", data[3:7])[0] == 1
+
+
+async def test_microphone_can_be_started_and_stopped_mid_call(nodes: list[Node], tmp_path: Path) -> None:
+    a, b = await channel_of(nodes, 2)
+    va = await a.start_voice("none", "none")  # listening only
+    vb = await b.start_voice("none", str(tmp_path / "b.wav"))
+    await asyncio.sleep(0.5)
+    assert not vb.stats() and not va.sending
+    await va.set_input("tone:440")
+    await wait_until(lambda: len(vb.stats()) == 1, 5.0, "b receives a's new input")
+    await wait_until(lambda: vb.stats()[a.me].packets > 100, 5.0, "two seconds of it")
+    await va.set_input("none")
+    await wait_until(lambda: not vb.stats(), 5.0, "b dropped the stopped stream")
+    sent = va.sent_datagrams
+    await asyncio.sleep(0.5)
+    assert va.sent_datagrams == sent
+    with pytest.raises(AudioError):
+        await va.set_input("nosuch.wav")
+    await b.stop_voice()
+    pcm = read_wav(tmp_path / "b.wav")
+    assert abs(peak_hz(pcm) - 440.0) < 3

@@ -169,6 +169,25 @@ class VoiceCall:
             self._drop_receiver(peer, link)
         self._links.clear()
 
+    async def set_input(self, audio_in: str | AudioSource, device: str | int | None = None) -> None:
+        """Switch what we send: start or stop the microphone, or change source ("none" stops).
+
+        AudioError if the new input cannot be opened (the old one keeps running then)."""
+        if self._stopped:
+            raise AudioError("the voice call has stopped")
+        new = open_capture(audio_in, self._on_frame, device if device is not None else self._input_device)
+        old, self._capture = self._capture, new
+        self._audio_in = audio_in
+        if old is not None:
+            await asyncio.to_thread(old.close)
+        for link in self._links.values():
+            if new is None and link.accepted_ours:
+                link.accepted_ours = False
+                self._send_control(link.conn, MediaStop(VOICE_STREAM))
+            elif new is not None and not link.accepted_ours:
+                link.reoffered = False
+                self._send_offer(link)
+
     # -- links -----------------------------------------------------------------
 
     def attach(self, conn: Connection) -> None:
