@@ -452,9 +452,13 @@ def format_report(report: dict[str, Any]) -> str:
         f"{cfg['impaired_loss']:.0%} loss, both directions):"
     )
     lines.extend(_delay_lines(imp, dict(IMPAIRED_TARGETS)))
+    from bisc.media.voice_sender import QUALITY_BITRATES
+
+    nominal = QUALITY_BITRATES.get(cfg["quality"], 0) / 1000
     lines.append(
-        f"\nVoice quality, {cfg['quality_jitter_ms']:g} ms jitter (bisc {cfg['quality']} preset; "
-        "aiortc: mono Opus at the same nominal rate; aiortc-default: its 96 kb/s stereo):"
+        f"\nVoice quality, {cfg['quality_jitter_ms']:g} ms jitter (bisc {cfg['quality']} preset, "
+        f"{nominal:g} kb/s VBR mono + FEC; aiortc: mono Opus at the same nominal rate; "
+        "aiortc-default: its 96 kb/s stereo):"
     )
     lines.append(format_table(report.get("quality", [])))
     pesq = ", ".join(f"{g:.1f} at {loss:.0%}" for loss, g in PESQ_TARGETS.items())
