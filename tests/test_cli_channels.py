@@ -148,8 +148,32 @@ def test_exit_after_without_stdin(tmp_path: Path) -> None:
 
 
 def test_demo_summary() -> None:
-    result = run_bisc("demo", "--peers", "3", "--seconds", "30", "--json", timeout=90)
+    result = run_bisc("demo", "--peers", "3", "--seconds", "20", "--json", timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert all(summary["checks"].values()), summary
+    assert summary["checks"]["voice_everyone_hears_everyone"] and summary["checks"]["voice_tones_heard"]
     assert len(summary["peers"]) == 3
+    # Voice: every peer sends its own tone and receives, plays and hears the other two.
+    names = {p["name"] for p in summary["peers"]}
+    for peer in summary["peers"]:
+        voice = peer["voice"]
+        assert voice["error"] is None and voice["streams"] == 2, voice
+        assert set(voice["from"]) == names - {peer["name"]}, voice
+        assert sorted(voice["tones_heard"]) == sorted(names - {peer["name"]}), voice
+        for link in voice["from"].values():
+            assert link["frames"] > 100 and link["e2e_frames"] > 0, link
+            assert link["bitrate_kbps"] > 10 and link["loss_pct"] < 5, link
+            assert 0 < link["e2e_p50_ms"] <= link["e2e_p95_ms"] < 2000, link
+            assert link["buffer_ms"] is not None and link["jitter_ms"] is not None, link
+    wide = summary["voice"]
+    assert wide["streams"] == wide["expected_streams"] == 6, wide
+    assert 0 < wide["e2e_p50_ms"] <= wide["e2e_p95_ms"], wide
+    assert summary["voice_problems"] == [], summary["voice_problems"]
+
+
+def test_demo_without_voice() -> None:
+    result = run_bisc("demo", "--peers", "2", "--seconds", "20", "--json", "--no-voice", timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["voice"] is None and not any(name.startswith("voice") for name in summary["checks"])
