@@ -18,14 +18,6 @@ pytestmark = pytest.mark.timeout(120)
 
 COMMON = ("--bind", "127.0.0.1:0", "--json")
 
-# bisc/cli/session.py Printer.event() leaves `text` unbound for SpeakingChanged under --json, so the
-# first "speaking" event raises UnboundLocalError and silently ends the event pump: nothing more is
-# printed (no peer_joined, media_stats, media_state). Fix: `text = ""` after the `if not self.as_json:
-# return` there, then drop this marker (strict: the tests fail as XPASS once it is fixed).
-SPEAKING_EVENT_BUG = pytest.mark.xfail(
-    strict=True, reason="session.py: UnboundLocalError on SpeakingChanged with --json ends the event pump"
-)
-
 
 @pytest.fixture
 def procs() -> Iterator[list[BiscProcess]]:
@@ -64,7 +56,6 @@ def is_stats_from(name: str) -> Any:
     return lambda r: r["event"] == "media_stats" and r["name"] == name
 
 
-@SPEAKING_EVENT_BUG
 def test_tone_from_creator_reaches_joiners_wav(tmp_path: Path, procs: list[BiscProcess]) -> None:
     out = tmp_path / "out.wav"
     alice, bob = start_pair(
@@ -96,7 +87,6 @@ def test_tone_from_creator_reaches_joiners_wav(tmp_path: Path, procs: list[BiscP
     assert band_rms(heard, 440) > 0.5 * TONE_RMS, band_rms(heard, 440)
 
 
-@SPEAKING_EVENT_BUG
 def test_mute_is_seen_by_the_peer(tmp_path: Path, procs: list[BiscProcess]) -> None:
     alice, bob = start_pair(
         tmp_path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -29,6 +30,8 @@ from bisc.app.node import Node
 from bisc.cli.transfers import Transfers, share_path
 from bisc.errors import BiscError
 from bisc.proto.messages import MessageError
+
+log = logging.getLogger(__name__)
 
 HELP = (
     "commands: /ticket (a fresh ticket), /members, /share PATH, /files, /get HASH, "
@@ -77,6 +80,7 @@ class Printer:
         elif isinstance(event, SpeakingChanged):
             if not self.as_json:
                 return  # ten a second at most: only for programs
+            text = ""
         else:
             text = f"* {record['event']}: " + ", ".join(f"{k}={v}" for k, v in record.items() if k != "event")
         self.emit(record, text)
@@ -151,12 +155,16 @@ async def run_session(node: Node, channel: Channel, printer: Printer, options: S
 
     async def pump_events() -> None:
         async for event in channel.events():
-            line = transfers.on_event(event)
-            if isinstance(event, DownloadProgress):
-                if line is not None:
-                    printer.progress(event, line)
-                continue
-            printer.event(event)
+            try:
+                line = transfers.on_event(event)
+                if isinstance(event, DownloadProgress):
+                    if line is not None:
+                        printer.progress(event, line)
+                    continue
+                printer.event(event)
+            except Exception as exc:  # one event we cannot show must not silence all the others
+                log.exception("cannot show %r", event)
+                printer.error(f"internal error showing a {type(event).__name__} event: {exc}")
 
     async def pump_input() -> None:
         while True:
