@@ -457,7 +457,7 @@ def format_report(report: dict[str, Any]) -> str:
     nominal = QUALITY_BITRATES.get(cfg["quality"], 0) / 1000
     lines.append(
         f"\nVoice quality, {cfg['quality_jitter_ms']:g} ms jitter (bisc {cfg['quality']} preset, "
-        f"{nominal:g} kb/s VBR mono + FEC; aiortc: mono Opus at the same nominal rate; "
+        f"{nominal:g} kb/s VBR mono + FEC; aiortc: mono Opus at the same nominal rate, constrained VBR; "
         "aiortc-default: its 96 kb/s stereo):"
     )
     lines.append(format_table(report.get("quality", [])))

@@ -10,7 +10,7 @@ through the relays in both directions (media plus feedback, no IP/UDP headers).
 
 Stacks: "bisc" at its quality preset (--quality, default medium = 32 kb/s
 VBR mono with in-band FEC); "aiortc" patched to mono Opus at the same
-nominal rate; "aiortc-default" as aiortc ships (96 kb/s stereo, no FEC).
+nominal rate (constrained VBR); "aiortc-default" as aiortc ships (96 kb/s stereo, no FEC).
 
     python -m bisc.bench.voice_quality [--stacks bisc,aiortc,aiortc-default] [--losses 0,0.05,0.1]
         [--jitter-ms 30] [--quality medium] [--seconds S] [--workdir DIR] [--json]
