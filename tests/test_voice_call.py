@@ -58,7 +58,7 @@ async def test_two_nodes_each_hear_the_others_tone(nodes: list[Node], tmp_path: 
         # The level arrives as sent (Opus at 32 kb/s keeps a pure tone within a dB or so).
         assert band_rms(pcm, hz) == pytest.approx(TONE_RMS, rel=0.15)
         assert band_rms(pcm, other) < TONE_RMS * 0.01  # no echo of our own tone
-        assert longest_gap(pcm, TONE_RMS * 0.3) == 0
+        assert longest_gap(pcm, TONE_RMS * 0.1) == 0  # a concealed frame is quieter, never silent
     assert stats_b.loss_pct == 0.0 and stats_b.malformed == 0 and stats_b.decode_errors == 0
     assert 0 < stats_b.e2e_ms < 100 and 0 <= stats_b.rtt_ms < 100
     assert 20 < stats_b.bitrate_kbps < 110  # 64 kb/s Opus VBR plus headers
@@ -163,7 +163,7 @@ async def test_hostile_media_packets_change_nothing_but_counters(nodes: list[Nod
     await b.stop_voice()
     pcm = read_wav(tmp_path / "b.wav")[-RATE:]
     assert band_rms(pcm, 440.0) == pytest.approx(TONE_RMS, rel=0.15)  # the call went on
-    assert longest_gap(pcm, TONE_RMS * 0.3) == 0
+    assert longest_gap(pcm, TONE_RMS * 0.1) == 0  # a concealed frame is quieter, never silent
 
 
 async def test_media_stats_events_and_clear_errors(nodes: list[Node], tmp_path: Path) -> None:
