@@ -20,6 +20,10 @@ ADJUST_INTERVAL: Final = 4
 MAX_JUMP: Final = 10.0
 RESET_AFTER: Final = 3
 SKIP_MIN: Final = 3
+SIZE_KEEP: Final = 0.98
+QUIET_RATIO: Final = 0.4
+FORCE_FRAMES: Final = 4.0
+PATIENCE: Final = 50
 STAT_NAMES: Final[tuple[str, ...]]
 
 @disjoint_base
