@@ -25,6 +25,7 @@ from bisc.media.voice_sender import VoiceSender
 from bisc.proto.media_control import (
     MAX_MEDIA_CONTROL,
     MAX_STREAMS,
+    KeyframeRequest,
     MediaAnswer,
     MediaControl,
     MediaOffer,
@@ -62,18 +63,22 @@ ROUND_TRIPS: list[MediaControl] = [
     MediaAnswer((0, 3, 255), "ünïcode reason"),
     MediaReport(12.5),
     MediaReport(12.5, echo=11.25, hold=0.125),
-    MediaReport(1e9, echo=0.0, hold=0.0, sr=(0, U32, 99.5)),
-    MediaReport(3.0, sr=(7, 0, -4.0)),
+    MediaReport(1e9, echo=0.0, hold=0.0, sr=((0, U32, 99.5),)),
+    MediaReport(3.0, sr=((7, 0, -4.0), (1, 5, 2.0))),
     MediaReport(
         2.0,
         echo=1.0,
         hold=0.5,
-        sr=(0, 123456, 1.75),
-        streams=(StreamReport(0, 50, 47, 3.5, 40.0, 95.25), StreamReport(255, 0, 0, 0.0, 0.0, -1.0)),
+        sr=((0, 123456, 1.75),),
+        streams=(
+            StreamReport(0, 50, 47, 3.5, 40.0, 95.25, 1_500_000),
+            StreamReport(255, 0, 0, 0.0, 0.0, -1.0),
+        ),
     ),
     MediaReport(2.0, streams=(StreamReport(1, U32, U32, 0.0, 0.0, -1.0),)),
     MediaStop(0),
     MediaStop(255),
+    KeyframeRequest(1),
 ]
 
 
@@ -86,9 +91,9 @@ def test_media_control_round_trip(msg: MediaControl) -> None:
 
 def test_report_round_trip_types() -> None:
     # Integers on the wire come back as floats where the field is a time.
-    decoded = decode_media(_pack([3, 5, 4, 0, [0, 10, 2], [[0, 50, 49, 1, 2, 3]]]))
+    decoded = decode_media(_pack([3, 5, 4, 0, [[0, 10, 2]], [[0, 50, 49, 1, 2, 3, 0]]]))
     assert isinstance(decoded, MediaReport)
-    assert decoded == MediaReport(5.0, 4.0, 0.0, (0, 10, 2.0), (StreamReport(0, 50, 49, 1.0, 2.0, 3.0),))
+    assert decoded == MediaReport(5.0, 4.0, 0.0, ((0, 10, 2.0),), (StreamReport(0, 50, 49, 1.0, 2.0, 3.0),))
     assert all(isinstance(x, float) for x in (decoded.t, decoded.echo, decoded.hold))
 
 
@@ -114,8 +119,8 @@ def test_stream_report_loss_is_clamped() -> None:
 # -- media control: malformed input ------------------------------------------------
 
 GOOD_OFFER = [0, "audio", "opus", 48000, 1, 20, True]
-GOOD_STREAM_REPORT = [0, 50, 49, 1.0, 40.0, 90.0]
-GOOD_REPORT = [3, 1.0, 0.5, 0.1, [0, 960, 0.9], [GOOD_STREAM_REPORT]]
+GOOD_STREAM_REPORT = [0, 50, 49, 1.0, 40.0, 90.0, 0]
+GOOD_REPORT = [3, 1.0, 0.5, 0.1, [[0, 960, 0.9]], [GOOD_STREAM_REPORT]]
 
 MALFORMED: list[Any] = [
     # not a [kind, ...] list
@@ -130,7 +135,9 @@ MALFORMED: list[Any] = [
     [True, [GOOD_OFFER]],  # a bool is not a kind
     # unknown kinds and wrong lengths
     [0, [GOOD_OFFER]],
-    [5, 0],
+    [6, 0],
+    [5],
+    [5, 256],
     [-1, 0],
     [2**40, 0],
     [1],
@@ -186,16 +193,16 @@ MALFORMED: list[Any] = [
     [3, 1.0, None, None, None, []],
     [3, 1.0, None, math.inf, None, []],
     # reports: sender clock
-    [3, 1.0, None, 0.0, [0, 960], []],
-    [3, 1.0, None, 0.0, [0, 960, 1.0, 0], []],
-    [3, 1.0, None, 0.0, (0, 960, 1.0, 0), []],
-    [3, 1.0, None, 0.0, [256, 960, 1.0], []],
-    [3, 1.0, None, 0.0, [0, U32 + 1, 1.0], []],  # timestamp > u32
-    [3, 1.0, None, 0.0, [0, -1, 1.0], []],
-    [3, 1.0, None, 0.0, [0, True, 1.0], []],
-    [3, 1.0, None, 0.0, [0, 960.0, 1.0], []],
-    [3, 1.0, None, 0.0, [0, 960, math.nan], []],
-    [3, 1.0, None, 0.0, [0, 960, None], []],
+    [3, 1.0, None, 0.0, [[0, 960]], []],
+    [3, 1.0, None, 0.0, [[0, 960, 1.0, 0]], []],
+    [3, 1.0, None, 0.0, [(0, 960, 1.0, 0)], []],
+    [3, 1.0, None, 0.0, [[256, 960, 1.0]], []],
+    [3, 1.0, None, 0.0, [[0, U32 + 1, 1.0]], []],  # timestamp > u32
+    [3, 1.0, None, 0.0, [[0, -1, 1.0]], []],
+    [3, 1.0, None, 0.0, [[0, True, 1.0]], []],
+    [3, 1.0, None, 0.0, [[0, 960.0, 1.0]], []],
+    [3, 1.0, None, 0.0, [[0, 960, math.nan]], []],
+    [3, 1.0, None, 0.0, [[0, 960, None]], []],
     [3, 1.0, None, 0.0, 0, []],
     # reports: streams
     [3, 1.0, None, 0.0, None, None],
@@ -221,9 +228,10 @@ def test_malformed_fixtures_are_otherwise_valid() -> None:
     assert decode_media(_pack([1, [GOOD_OFFER]])) == MediaOffer((VOICE,))
     assert isinstance(decode_media(_pack(GOOD_REPORT)), MediaReport)
     assert isinstance(
-        decode_media(_pack([3, 1.0, None, 0.0, [0, U32, 1.0], [[0, U32, U32, 0, 0, 0]]])), MediaReport
+        decode_media(_pack([3, 1.0, None, 0.0, [[0, U32, 1.0]], [[0, U32, U32, 0, 0, 0, U32]]])), MediaReport
     )
     assert decode_media(_pack([4, 255])) == MediaStop(255)
+    assert decode_media(_pack([5, 2])) == KeyframeRequest(2)
     assert decode_media(_pack([2, list(range(MAX_STREAMS)), ""])) == MediaAnswer(tuple(range(MAX_STREAMS)))
 
 

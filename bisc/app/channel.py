@@ -28,6 +28,7 @@ import msgpack
 
 from bisc.app.channel_files import Sharing
 from bisc.app.events import ChannelEvent
+from bisc.app.media_session import MediaSession
 from bisc.app.voice import VoiceCall
 from bisc.errors import BiscError
 from bisc.files.download import Download
@@ -39,7 +40,7 @@ from bisc.net.transport import Connection, TransportError
 from bisc.proto import gossip as gp
 from bisc.proto.control import Direct, Media, decode_control, encode_control
 from bisc.proto.control import Gossip as GossipFrame
-from bisc.proto.media_control import MediaAnswer, MediaOffer, decode_media, encode_media
+from bisc.proto.media_control import decode_media
 from bisc.proto.membership import (
     HEARTBEAT_INTERVAL,
     Member,
@@ -114,6 +115,7 @@ class Channel:
         self._closed = False
         self._sealed_info = b""  # our newest signed announcement
         self.sharing: Sharing | None = None
+        self.media = MediaSession(self)  # negotiation, routing and reports of all media streams
         self.voice: VoiceCall | None = None  # while a call runs (start_voice)
         self.events_dropped = 0
         self.invalid_messages = 0
@@ -459,8 +461,7 @@ class Channel:
         self._spawn(self._read(conn))
         if self.sharing is not None:
             self.sharing.service.attach(conn)
-        if self.voice is not None:
-            self.voice.attach(conn)
+        self.media.attach(conn)
         own = [self._sealed_info] if self._sealed_info else []
         own += list(self.sharing.sealed.values()) if self.sharing else []
         for sealed in own:  # introduce ourselves (and our files) on every new link at once
@@ -501,8 +502,7 @@ class Channel:
                 del self._connections[peer]
                 if self.sharing is not None:
                     self.sharing.service.detach(peer)
-                if self.voice is not None:
-                    self.voice.detach(peer, conn)
+                self.media.detach(peer, conn)
                 if not self._closed:
                     self.gossip.handle_disconnected(peer.key, self._now())
                     self._flush()
@@ -514,11 +514,7 @@ class Channel:
             self.invalid_messages += 1
             log.info("bad media control message from %s: %s", conn.remote_id.short(), exc)
             return
-        if self.voice is not None:
-            self.voice.on_control(conn.remote_id, msg)
-        elif isinstance(msg, MediaOffer) and msg.streams:
-            with contextlib.suppress(TransportError):
-                conn.send_control(encode_control(Media(encode_media(MediaAnswer((), "voice is off")))))
+        self.media.on_control(conn.remote_id, msg)
 
     async def _run(self) -> None:
         """Timers: gossip, heartbeats, member expiry, mesh upkeep."""
@@ -566,6 +562,7 @@ class Channel:
     async def _shutdown(self, reason: str) -> None:
         self._closed = True
         await self.stop_voice()
+        await self.media.close()
         self._wakeup.set()
         for conn in list(self._connections.values()):
             conn.close(reason)

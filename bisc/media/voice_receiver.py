@@ -24,6 +24,7 @@ from bisc.codec.reception import ReceptionStats
 from bisc.errors import PacketError
 from bisc.media.mixer import SILENCE_DBFS, SpeakingDetector, level_dbfs
 from bisc.media.opus import FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE, CodecError, OpusDecoder, Pcm
+from bisc.proto.media_control import StreamReport
 
 E2E_SAMPLES = 3000  # end-to-end delays kept (a minute of frames), for benchmarks
 E2E_RECENT = 100  # the frames (2 s) the reported quantiles cover
@@ -108,6 +109,34 @@ class VoiceReceiver:
     def set_sender_clock(self, timestamp: int, capture_time_local: float) -> None:
         """Map the sender's media clock onto ours (from its reports)."""
         self._sender_clock = (timestamp, capture_time_local)
+
+    # -- the media session's side (bisc.app.media_session.RemoteStream) -----------
+
+    def on_sender_report(self, timestamp: int, capture_local: float | None, rtt: float | None) -> None:
+        self.rtt = rtt
+        if capture_local is not None:
+            self.set_sender_clock(timestamp, capture_local)
+
+    def interval_report(self) -> StreamReport:
+        """What arrived since the last report; also sets loss_pct for stats()."""
+        with self._lock:
+            interval = self.reception.interval()
+            jitter = self.reception.jitter
+            buffer_ms = float(self.jitter.stats()["buffer_delay_ms"])
+        self.loss_pct = interval.loss * 100.0
+        p50, _ = self.e2e_quantiles()
+        return StreamReport(
+            self.stream_id,
+            interval.expected,
+            interval.received,
+            jitter * 1000.0,
+            buffer_ms,
+            p50 * 1000.0 if p50 >= 0 else -1.0,
+        )
+
+    def close(self) -> None:
+        with self._lock:  # never while the playout thread is inside the decoder
+            self.decoder.close()
 
     # -- device side ------------------------------------------------------------
 

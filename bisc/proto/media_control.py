@@ -14,6 +14,8 @@ Sans-IO: messages in and out as bytes, time passed in by the caller.
   captured), so the receiver can map timestamps to capture times; and, per
   received stream, the loss and jitter of the last interval.
 - MediaStop: the sender stopped a stream (so the receiver can flush it).
+- KeyframeRequest: the receiver lost part of a video stream and needs a
+  picture it can decode on its own (a PLI).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ MAX_MEDIA_CONTROL = 4096
 VOICE_STREAM = 0
 OPUS = "opus"
 
-_OFFER, _ANSWER, _REPORT, _STOP = 1, 2, 3, 4
+_OFFER, _ANSWER, _REPORT, _STOP, _KEYFRAME = 1, 2, 3, 4, 5
+CAMERA_STREAM = 1
+SCREEN_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class StreamReport:
     jitter_ms: float  # RFC 3550 interarrival jitter
     buffer_ms: float  # the reporter's jitter-buffer delay
     e2e_ms: float  # capture to playout, -1 if unknown
+    estimate_bps: int = 0  # the reporter's bandwidth estimate for this stream, 0 if none
 
     @property
     def loss(self) -> float:
@@ -90,7 +95,8 @@ class MediaReport:
     t: float  # reporter's clock, seconds
     echo: float | None = None  # `t` of the last report received, or None
     hold: float = 0.0  # seconds between receiving that report and sending this one
-    sr: tuple[int, int, float] | None = None  # (stream id, media timestamp, reporter time of its capture)
+    # Per stream the reporter sends: (stream id, media timestamp, reporter time of its capture).
+    sr: tuple[tuple[int, int, float], ...] = ()
     streams: tuple[StreamReport, ...] = field(default_factory=tuple)
 
 
@@ -99,7 +105,12 @@ class MediaStop:
     stream_id: int
 
 
-MediaControl = MediaOffer | MediaAnswer | MediaReport | MediaStop
+@dataclass(frozen=True)
+class KeyframeRequest:
+    stream_id: int
+
+
+MediaControl = MediaOffer | MediaAnswer | MediaReport | MediaStop | KeyframeRequest
 
 
 def encode_media(msg: MediaControl) -> bytes:
@@ -110,10 +121,13 @@ def encode_media(msg: MediaControl) -> bytes:
         body = [_ANSWER, list(msg.accepted[:MAX_STREAMS]), msg.reason[:200]]
     elif isinstance(msg, MediaReport):
         streams = [
-            [s.stream_id, s.expected, s.received, s.jitter_ms, s.buffer_ms, s.e2e_ms]
+            [s.stream_id, s.expected, s.received, s.jitter_ms, s.buffer_ms, s.e2e_ms, s.estimate_bps]
             for s in msg.streams[:MAX_STREAMS]
         ]
-        body = [_REPORT, msg.t, msg.echo, msg.hold, list(msg.sr) if msg.sr else None, streams]
+        clocks = [list(c) for c in msg.sr[:MAX_STREAMS]]
+        body = [_REPORT, msg.t, msg.echo, msg.hold, clocks, streams]
+    elif isinstance(msg, KeyframeRequest):
+        body = [_KEYFRAME, msg.stream_id]
     else:
         body = [_STOP, msg.stream_id]
     return bytes(msgpack.packb(body, use_bin_type=True))
@@ -166,6 +180,8 @@ def decode_media(data: bytes) -> MediaControl:
         return _report(rest)
     if kind == _STOP and len(rest) == 1:
         return MediaStop(_u8(rest[0]))
+    if kind == _KEYFRAME and len(rest) == 1:
+        return KeyframeRequest(_u8(rest[0]))
     raise MessageError(f"malformed media control message of kind {kind}")
 
 
@@ -186,24 +202,28 @@ def _report(rest: list[Any]) -> MediaReport:
     t = _num(t_raw)
     echo = _num(echo_raw, optional=True)
     hold = _num(hold_raw)
-    sr = None
-    if sr_raw is not None:
-        if not isinstance(sr_raw, list) or len(sr_raw) != 3:
+    if not isinstance(sr_raw, list) or len(sr_raw) > MAX_STREAMS:
+        raise MessageError("sender clocks are a list")
+    sr = []
+    for clock in sr_raw:
+        if not isinstance(clock, list) or len(clock) != 3:
             raise MessageError("a sender clock is [stream, timestamp, time]")
-        ts = sr_raw[1]
+        ts = clock[1]
         if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= 0xFFFFFFFF:
             raise MessageError("a media timestamp is a u32")
-        sr = (_u8(sr_raw[0]), ts, _num(sr_raw[2]))
+        sr.append((_u8(clock[0]), ts, _num(clock[2])))
     if not isinstance(streams_raw, list) or len(streams_raw) > MAX_STREAMS:
         raise MessageError("malformed stream reports")
     streams = []
     for s in streams_raw:
-        if not isinstance(s, list) or len(s) != 6:
-            raise MessageError("a stream report has 6 fields")
+        if not isinstance(s, list) or len(s) != 7:
+            raise MessageError("a stream report has 7 fields")
         streams.append(
-            StreamReport(_u8(s[0]), _count(s[1]), _count(s[2]), _num(s[3]), _num(s[4]), _num(s[5]))
+            StreamReport(
+                _u8(s[0]), _count(s[1]), _count(s[2]), _num(s[3]), _num(s[4]), _num(s[5]), _count(s[6])
+            )
         )
-    return MediaReport(t, None if math.isnan(echo) else echo, hold, sr, tuple(streams))
+    return MediaReport(t, None if math.isnan(echo) else echo, hold, tuple(sr), tuple(streams))
 
 
 class ReportClock:
