@@ -335,3 +335,18 @@ def test_aiortc_matched_bitrate(speech: Path, tmp_path: Path) -> None:
     result = asyncio.run(run_aiortc_once(short, tmp_path / "out.wav", 0.0, 0.0, bitrate=32000))
     # VBR around the nominal rate, far below aiortc's default 96 kb/s.
     assert 15 < result["payload_kbps"] < 45 and result["wire_kbps"] > result["payload_kbps"]
+
+
+def test_relay_bottleneck_queues_then_drops() -> None:
+    from bisc.bench.impair import ImpairmentModel, Verdict
+
+    model = ImpairmentModel(rate_bps=800_000, max_queue_ms=100.0)  # 1000-byte packets take 10 ms each
+    verdicts = [model.decide(0, 1000, now=i * 0.001) for i in range(40)]  # offered at 8 Mb/s
+    delays = [d for v, d in verdicts if v is Verdict.FORWARD]
+    assert delays[:3] == pytest.approx([0.010, 0.019, 0.028])  # each waits for the ones before it
+    assert max(delays) <= 0.100 + 0.010 + 1e-9  # the queue never holds more than max_queue_ms
+    assert sum(v is Verdict.DROP_FULL for v, _ in verdicts) > 20
+    model.set_rate(None)
+    assert model.decide(0, 1000, now=10.0) == (Verdict.FORWARD, 0.0)
+    with pytest.raises(ValueError):
+        model.set_rate(0)

@@ -110,6 +110,7 @@ class MediaSession:
         self._local[stream.stream_id] = stream
         self._offer_everywhere()
         self._ensure_reporting()
+        self.report_now()  # start the round-trip clock now: the sender clock mapping needs one
 
     def remove_local(self, stream_id: int) -> None:
         if self._local.pop(stream_id, None) is None:
@@ -133,6 +134,7 @@ class MediaSession:
             # Peers offered while we refused: an empty offer asks them to offer again.
             for link in self._links.values():
                 self._send(link.conn, MediaOffer(tuple(s.offer() for s in self._local.values())))
+            self.report_now()
 
     def peers_taking(self, stream_id: int) -> list[EndpointId]:
         return [peer for peer, link in self._links.items() if stream_id in link.accepted]

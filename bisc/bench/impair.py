@@ -59,7 +59,12 @@ class ImpairmentModel:
     delay_ms: float = 0.0
     seed: int = 1
     capacity: int = DEFAULT_CAPACITY
+    # A bottleneck: packets leave one after another at rate_bps (None: unlimited), and one that would
+    # wait more than max_queue_ms behind the others is dropped (a drop-tail router queue).
+    rate_bps: float | None = None
+    max_queue_ms: float = 200.0
     rng: random.Random = field(init=False, repr=False)
+    _busy_until: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.set(self.loss, self.jitter_ms, self.delay_ms)
@@ -72,8 +77,14 @@ class ImpairmentModel:
             raise ValueError("jitter_ms and delay_ms must be >= 0")
         self.loss, self.jitter_ms, self.delay_ms = loss, jitter_ms, delay_ms
 
-    def decide(self, queued: int) -> tuple[Verdict, float]:
-        """Verdict for one packet and its delay in seconds, given how many are already queued."""
+    def set_rate(self, rate_bps: float | None) -> None:
+        if rate_bps is not None and rate_bps <= 0:
+            raise ValueError(f"rate_bps must be positive or None, got {rate_bps}")
+        self.rate_bps = rate_bps
+
+    def decide(self, queued: int, size: int = 0, now: float = 0.0) -> tuple[Verdict, float]:
+        """Verdict for one packet of `size` bytes at time `now` and its delay in seconds, given how
+        many are already queued."""
         # Draw both numbers every time so a packet's fate does not depend on the queue state.
         drop = self.rng.random() < self.loss
         delay = (self.delay_ms + self.rng.uniform(0.0, self.jitter_ms)) / 1000.0
@@ -81,6 +92,12 @@ class ImpairmentModel:
             return Verdict.DROP_LOSS, 0.0
         if queued >= self.capacity:
             return Verdict.DROP_FULL, 0.0
+        if self.rate_bps is not None:
+            start = max(now, self._busy_until)
+            if start - now > self.max_queue_ms / 1000.0:
+                return Verdict.DROP_FULL, 0.0
+            self._busy_until = start + size * 8 / self.rate_bps
+            delay += self._busy_until - now
         return Verdict.FORWARD, delay
 
 
@@ -93,7 +110,7 @@ class _Direction:
         self.pending: set[asyncio.TimerHandle] = set()
 
     def submit(self, loop: asyncio.AbstractEventLoop, send: _Sender, data: bytes, addr: Addr | None) -> None:
-        verdict, delay = self.model.decide(len(self.pending))
+        verdict, delay = self.model.decide(len(self.pending), len(data), loop.time())
         if verdict is Verdict.DROP_LOSS:
             self.stats.dropped_loss += 1
         elif verdict is Verdict.DROP_FULL:
@@ -199,6 +216,11 @@ class ImpairedRelay:
                 m.jitter_ms if jitter_ms is None else jitter_ms,
                 m.delay_ms if delay_ms is None else delay_ms,
             )
+
+    def set_rate(self, rate_bps: float | None) -> None:
+        """Limit both directions to rate_bps (None: unlimited), from now on."""
+        for d in (self.up, self.down):
+            d.model.set_rate(rate_bps)
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {"up": self.up.stats.as_dict(), "down": self.down.stats.as_dict()}
