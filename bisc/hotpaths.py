@@ -19,6 +19,7 @@ packet: ModuleType = SELECTION.module("packet")
 fragment: ModuleType = SELECTION.module("fragment")
 chunkhash: ModuleType = SELECTION.module("chunkhash")
 jitter: ModuleType = SELECTION.module("jitter")
+bwe: ModuleType = SELECTION.module("bwe")
 
 
 def report() -> dict[str, dict[str, object]]:

@@ -25,6 +25,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ("fragment_impl", "fragment"),
         ("chunkhash_impl", "chunkhash"),
         ("jitter_impl", "jitter"),
+        ("bwe_impl", "bwe"),
     ):
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, _impls(hot_path), ids=_ids(hot_path))
@@ -48,3 +49,8 @@ def chunkhash_ref() -> ModuleType:
 @pytest.fixture(scope="session")
 def jitter_ref() -> ModuleType:
     return hotpaths.SELECTION.loaded("jitter")["python"]
+
+
+@pytest.fixture(scope="session")
+def bwe_ref() -> ModuleType:
+    return hotpaths.SELECTION.loaded("bwe")["python"]

@@ -37,6 +37,10 @@ HOT_PATHS: dict[str, dict[str, str]] = {
         "python": "bisc.codec.jitter",
         "cython": "bisc._native._jitter",
     },
+    "bwe": {
+        "python": "bisc.codec.bwe",
+        "cython": "bisc._native._bwe",
+    },
 }
 
 # Fastest first, as measured by `bisc bench` (see README, Benchmarks).
@@ -45,6 +49,7 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "fragment": ("cython", "python"),
     "chunkhash": ("rust", "python"),
     "jitter": ("cython", "python"),
+    "bwe": ("cython", "python"),
 }
 
 # Names each implementation module must provide, per hot path.
@@ -53,6 +58,7 @@ REQUIRED_NAMES: dict[str, tuple[str, ...]] = {
     "fragment": ("fragment_frame", "Reassembler", "Frame"),
     "chunkhash": ("hash_chunks", "hash_file_chunks", "CHUNK_SIZE"),
     "jitter": ("JitterBuffer", "Decision"),
+    "bwe": ("BandwidthEstimator", "STAT_NAMES"),
 }
 
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from bisc import hotpaths
 from bisc.bench.timing import best_seconds, ops_per_second
-from bisc.codec import packet_spec
+from bisc.codec import bwe_sim, packet_spec
 
 # A 20 ms Opus voice frame and a full video fragment of a 1200-byte datagram.
 PAYLOAD_SIZES = (160, 1185)
 FRAGMENTS = 100
 MAX_DATAGRAM = 1200
 JITTER_FRAMES = 1000
+BWE_SECONDS = 20.0
 
 
 @dataclass
@@ -224,6 +225,37 @@ def _jitter_rows(cfg: BenchConfig) -> list[Row]:
     return _with_ratios(rows, ("python",))
 
 
+def _bwe_events() -> list[bwe_sim.Event]:
+    """The inputs of a 20 s video call (recorded once, on the reference): 4 Mb/s dropping to
+    1 Mb/s halfway, 1 % random loss; packets, loss reports and one estimate per frame."""
+    events: list[bwe_sim.Event] = []
+    reference = hotpaths.SELECTION.loaded("bwe")["python"].BandwidthEstimator(start_bitrate=2_000_000)
+    bwe_sim.simulate(
+        reference, BWE_SECONDS, bwe_sim.step(4e6, 1e6, BWE_SECONDS / 2), loss=0.01, events=events
+    )
+    return events
+
+
+def _bwe_rows(cfg: BenchConfig) -> list[Row]:
+    events = _bwe_events()
+    rows: list[Row] = []
+    for impl, module in hotpaths.SELECTION.loaded("bwe").items():
+
+        def run(cls: Any = module.BandwidthEstimator) -> object:
+            return bwe_sim.replay(cls(start_bitrate=2_000_000), events)
+
+        rows.append(
+            Row(
+                "bwe",
+                f"{BWE_SECONDS:.0f} s call, {len(events)} updates",
+                impl,
+                ops_per_second(run, cfg.min_time) * len(events),
+                "updates/s",
+            )
+        )
+    return _with_ratios(rows, ("python",))
+
+
 def _write_test_file(path: Path, size: int) -> None:
     block = os.urandom(1 << 20)
     with open(path, "wb") as f:
@@ -277,7 +309,7 @@ def _chunkhash_rows(cfg: BenchConfig) -> list[Row]:
 
 
 def run(cfg: BenchConfig) -> list[Row]:
-    return _packet_rows(cfg) + _fragment_rows(cfg) + _jitter_rows(cfg) + _chunkhash_rows(cfg)
+    return _packet_rows(cfg) + _fragment_rows(cfg) + _jitter_rows(cfg) + _bwe_rows(cfg) + _chunkhash_rows(cfg)
 
 
 def targets(rows: list[Row]) -> list[Target]:
@@ -296,6 +328,10 @@ def targets(rows: list[Row]) -> list[Target]:
         elif row.hot_path == "jitter" and row.impl != "python":
             out.append(
                 Target(f"jitter {row.case} {row.impl} vs pure Python", row.ratios.get("python", 0.0), 5.0)
+            )
+        elif row.hot_path == "bwe" and row.impl != "python":
+            out.append(
+                Target(f"bwe {row.case} {row.impl} vs pure Python", row.ratios.get("python", 0.0), 5.0)
             )
         elif row.hot_path == "chunkhash" and not row.impl.startswith("hashlib"):
             goal = 0.95 if row.impl.endswith("x1") else 1.7
