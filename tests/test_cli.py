@@ -47,7 +47,13 @@ def test_forcing_one_implementation(tmp_path: Path) -> None:
     result = run_bisc("--data-dir", str(tmp_path), "doctor", "--json", env={"BISC_IMPL": "cython"})
     info = json.loads(result.stdout)
     chosen = {k: v["selected"] for k, v in info["hot_paths"].items()}
-    assert chosen == {"packet": "cython", "fragment": "cython", "chunkhash": "python", "jitter": "cython"}
+    assert chosen == {
+        "packet": "cython",
+        "fragment": "cython",
+        "chunkhash": "python",
+        "jitter": "cython",
+        "bwe": "cython",
+    }
 
 
 def test_bad_impl_setting_is_a_clear_error() -> None:

@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from bisc.app.channel_files import Sharing
+from bisc.app.channel_media import ChannelMedia
 from bisc.app.events import ChannelEvent
 from bisc.app.media_session import MediaSession
-from bisc.app.voice import VoiceCall
 from bisc.errors import BiscError
 from bisc.files.download import Download
 from bisc.files.service import CatalogEntry
 from bisc.files.swarm import FileInfo
 from bisc.identity import EndpointId
-from bisc.media.sources import AudioSource
 from bisc.net.transport import Connection, TransportError
 from bisc.proto import gossip as gp
 from bisc.proto.control import Direct, Media, decode_control, encode_control
@@ -85,7 +84,7 @@ TICKET_EXTRA_PEERS = 2
 _CLOSED = object()
 
 
-class Channel:
+class Channel(ChannelMedia):
     """One channel this node is a member of. Create with Node.create_channel()
     or Node.join(ticket)."""
 
@@ -116,7 +115,8 @@ class Channel:
         self._sealed_info = b""  # our newest signed announcement
         self.sharing: Sharing | None = None
         self.media = MediaSession(self)  # negotiation, routing and reports of all media streams
-        self.voice: VoiceCall | None = None  # while a call runs (start_voice)
+        self.voice = None  # while a call runs (start_voice)
+        self.video = None  # while video runs (start_video)
         self.events_dropped = 0
         self.invalid_messages = 0
 
@@ -174,43 +174,6 @@ class Channel:
             except ValueError:
                 raise BiscError(f"not a file hash: {file_hash!r}") from None
         return self._files().download(file_hash)
-
-    async def start_voice(
-        self,
-        audio_in: str | AudioSource = "mic",
-        audio_out: str = "speaker",
-        *,
-        device: str | int | None = None,
-        input_device: str | int | None = None,
-        output_device: str | int | None = None,
-        quality: str = "medium",
-    ) -> VoiceCall:
-        """Join the channel's voice call.
-
-        audio_in: "mic", "tone", "tone:HZ", a WAV file, "none" (listen only) or an AudioSource;
-        audio_out: "speaker", a WAV file or "none"; device names or indexes as `bisc devices` lists
-        them (`device` for both directions). AudioError if a device cannot be opened."""
-        if self._closed:
-            raise BiscError("the channel is closed")
-        if self.voice is not None:
-            raise BiscError("voice is already on; stop_voice() first")
-        call = VoiceCall(
-            self,
-            audio_in=audio_in,
-            audio_out=audio_out,
-            input_device=input_device if input_device is not None else device,
-            output_device=output_device if output_device is not None else device,
-            quality=quality,
-        )
-        await call.start()
-        self.voice = call
-        return call
-
-    async def stop_voice(self) -> None:
-        """Leave the voice call (the channel stays)."""
-        call, self.voice = self.voice, None
-        if call is not None:
-            await call.stop()
 
     def _files(self) -> Sharing:
         if self.sharing is None:
@@ -562,6 +525,7 @@ class Channel:
     async def _shutdown(self, reason: str) -> None:
         self._closed = True
         await self.stop_voice()
+        await self.stop_video()
         await self.media.close()
         self._wakeup.set()
         for conn in list(self._connections.values()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bisc.app.video_events import VideoStatsEvent, video_event_to_json
 from bisc.app.voice_events import MediaStats, SpeakingChanged, VoiceEvent, voice_event_to_json
 from bisc.files.events import (
     ChunkRejected,
@@ -23,7 +24,7 @@ from bisc.proto.membership import (
     TicketRefreshed,
 )
 
-ChannelEvent = MembershipEvent | FileEvent | VoiceEvent
+ChannelEvent = MembershipEvent | FileEvent | VoiceEvent | VideoStatsEvent
 
 __all__ = [
     "ChannelEvent",
@@ -40,6 +41,7 @@ __all__ = [
     "MemberLeft",
     "SpeakingChanged",
     "TicketRefreshed",
+    "VideoStatsEvent",
     "event_to_json",
 ]
 
@@ -83,6 +85,8 @@ def event_to_json(event: ChannelEvent) -> dict[str, Any]:
         return {"event": "ticket_refreshed", "peer": str(event.peer_id), "ticket": event.ticket}
     if isinstance(event, MediaStats | SpeakingChanged):
         return voice_event_to_json(event)
+    if isinstance(event, VideoStatsEvent):
+        return video_event_to_json(event)
     return _file_event_to_json(event)
 
 

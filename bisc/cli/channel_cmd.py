@@ -38,6 +38,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     voice.add_argument("--audio-device", metavar="NAME|INDEX", help="device for both (see `bisc devices`)")
     voice.add_argument("--quality", choices=("low", "medium", "high"), default="medium", help="audio bitrate")
+    video = parser.add_argument_group("video")
+    video.add_argument(
+        "--video", metavar="camera[:DEV]|pattern[:WxH]|FILE|none", help="camera stream to send"
+    )
+    video.add_argument("--screen", metavar="display[:N]|window:TITLE|none", help="share a screen or window")
+    video.add_argument(
+        "--video-out", metavar="DIR|none", help="PNG snapshots of received video + stats.jsonl"
+    )
 
 
 def register(commands: Any) -> None:
@@ -60,6 +68,9 @@ def _options(args: argparse.Namespace) -> SessionOptions:
         audio_out=(args.audio_out or "speaker") if voice else None,
         audio_device=args.audio_device,
         quality=args.quality,
+        video=args.video,
+        screen=args.screen,
+        video_out=args.video_out,
     )
 
 

@@ -24,10 +24,12 @@ from bisc.app.events import (
     MemberJoined,
     MemberLeft,
     SpeakingChanged,
+    VideoStatsEvent,
     event_to_json,
 )
 from bisc.app.node import Node
 from bisc.cli.transfers import Transfers, share_path
+from bisc.cli.video_cli import start_video, write_snapshots
 from bisc.errors import BiscError
 from bisc.proto.messages import MessageError
 
@@ -48,6 +50,13 @@ class SessionOptions:
     audio_out: str | None = None
     audio_device: str | None = None
     quality: str = "medium"
+    video: str | None = None  # camera|pattern[:WxH]|FILE|none
+    screen: str | None = None  # display[:N]|window:TITLE|none
+    video_out: str | None = None  # DIR for PNG snapshots and stats, or none
+
+    @property
+    def wants_video(self) -> bool:
+        return any(v not in (None, "none") for v in (self.video, self.screen, self.video_out))
 
 
 class Printer:
@@ -76,6 +85,13 @@ class Printer:
             text = (
                 f"* voice from {event.name}: loss {st.loss_pct:.1f}%, jitter {st.jitter_ms:.0f} ms, "
                 f"buffer {st.buffer_ms:.0f} ms, delay {st.e2e_ms:.0f} ms, {st.bitrate_kbps:.0f} kb/s"
+            )
+        elif isinstance(event, VideoStatsEvent):
+            vs = event.stats
+            text = (
+                f"* video from {event.name} ({record['stream']}): {vs.width}x{vs.height} {vs.fps:.0f} fps, "
+                f"{vs.bitrate_kbps:.0f} kb/s (estimate {vs.estimate_kbps:.0f}), loss {vs.loss_pct:.1f}%, "
+                f"delay {vs.e2e_ms:.0f} ms, freezes {vs.freezes}"
             )
         elif isinstance(event, SpeakingChanged):
             if not self.as_json:
@@ -133,6 +149,21 @@ async def run_session(node: Node, channel: Channel, printer: Printer, options: S
             {"event": "voice", "input": call.input_description, "output": call.output_description},
             f"* voice on: sending {call.input_description}, playing to {call.output_description}",
         )
+    snapshots: asyncio.Task[None] | None = None
+    if options.wants_video:
+        try:
+            video = await start_video(channel, options.video, options.screen, options.video_out)
+        except (BiscError, OSError) as exc:
+            printer.error(f"cannot start video: {exc}")
+            await node.close()
+            return 1
+        printer.emit(
+            {"event": "video", "camera": options.video or "none", "screen": options.screen or "none"},
+            f"* video on: camera {options.video or 'none'}, screen {options.screen or 'none'}",
+        )
+        if options.video_out not in (None, "none"):
+            assert options.video_out is not None
+            snapshots = asyncio.ensure_future(write_snapshots(channel, video, options.video_out))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -182,6 +213,8 @@ async def run_session(node: Node, channel: Channel, printer: Printer, options: S
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout)
     finally:
+        if snapshots is not None:
+            snapshots.cancel()
         await node.close()
         for task in tasks:
             task.cancel()

@@ -1,0 +1,111 @@
+"""The media half of the Channel API: voice and video on and off.
+
+A mixin of Channel (kept apart so each file holds one concept): it starts
+and stops the VoiceCall and VideoCall that plug into the channel's
+MediaSession.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bisc.app.video import VideoCall, VideoSource
+from bisc.app.voice import VoiceCall
+from bisc.errors import BiscError
+from bisc.media.sources import AudioSource
+from bisc.media.video_codec import VideoCodec
+from bisc.proto.media_control import CAMERA_STREAM, SCREEN_STREAM
+
+if TYPE_CHECKING:
+    from bisc.app.channel import Channel
+    from bisc.app.media_session import MediaSession
+
+
+class ChannelMedia:
+    media: MediaSession
+    voice: VoiceCall | None
+    video: VideoCall | None
+    _closed: bool
+
+    async def start_voice(
+        self,
+        audio_in: str | AudioSource = "mic",
+        audio_out: str = "speaker",
+        *,
+        device: str | int | None = None,
+        input_device: str | int | None = None,
+        output_device: str | int | None = None,
+        quality: str = "medium",
+    ) -> VoiceCall:
+        """Join the channel's voice call.
+
+        audio_in: "mic", "tone", "tone:HZ", a WAV file, "none" (listen only) or an AudioSource;
+        audio_out: "speaker", a WAV file or "none"; device names or indexes as `bisc devices` lists
+        them (`device` for both directions). AudioError if a device cannot be opened."""
+        if self._closed:
+            raise BiscError("the channel is closed")
+        if self.voice is not None:
+            raise BiscError("voice is already on; stop_voice() first")
+        call = VoiceCall(
+            self._channel(),
+            audio_in=audio_in,
+            audio_out=audio_out,
+            input_device=input_device if input_device is not None else device,
+            output_device=output_device if output_device is not None else device,
+            quality=quality,
+        )
+        await call.start()
+        self.voice = call
+        return call
+
+    async def stop_voice(self) -> None:
+        """Leave the voice call (the channel stays)."""
+        call, self.voice = self.voice, None
+        if call is not None:
+            await call.stop()
+
+    async def start_video(self, *, read_stamps: bool = False) -> VideoCall:
+        """Receive the channel's video (and be ready to send it: start_camera, start_screen).
+
+        read_stamps: measure glass-to-glass delay from the test pattern's pixels."""
+        if self._closed:
+            raise BiscError("the channel is closed")
+        if self.video is None:
+            call = VideoCall(self._channel(), read_stamps=read_stamps)
+            await call.start()
+            self.video = call
+        return self.video
+
+    async def stop_video(self) -> None:
+        """Stop sending and receiving video (the channel stays)."""
+        call, self.video = self.video, None
+        if call is not None:
+            await call.stop()
+
+    async def start_camera(
+        self, source: VideoSource, *, size: tuple[int, int], fps: float = 30.0, codec: VideoCodec = "vp8"
+    ) -> None:
+        """Send `source` (a camera, the test pattern, a file) as this node's camera stream."""
+        video = await self.start_video()
+        await video.start_stream(CAMERA_STREAM, source, size=size, fps=fps, codec=codec, name="camera")
+
+    async def start_screen(
+        self, source: VideoSource, *, size: tuple[int, int], fps: float = 15.0, codec: VideoCodec = "vp8"
+    ) -> None:
+        """Share a screen or window (a source from bisc.media.video_sources)."""
+        video = await self.start_video()
+        await video.start_stream(SCREEN_STREAM, source, size=size, fps=fps, codec=codec, name="screen")
+
+    async def stop_camera(self) -> None:
+        if self.video is not None:
+            await self.video.stop_stream(CAMERA_STREAM)
+
+    async def stop_screen(self) -> None:
+        if self.video is not None:
+            await self.video.stop_stream(SCREEN_STREAM)
+
+    def _channel(self) -> Channel:
+        from bisc.app.channel import Channel
+
+        assert isinstance(self, Channel)
+        return self

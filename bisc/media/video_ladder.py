@@ -1,0 +1,89 @@
+"""The resolution ladder: what to send for a given bandwidth estimate (sans-IO).
+
+Rungs from the issue: 1080p at 2.5-4 Mb/s, 720p at 1.2-2.5, 360p at 0.3-0.7,
+180p at 0.05-0.2. Between rungs the lower one is kept at its ceiling (a
+picture that is too big for its bitrate looks worse than a smaller one).
+Steps down happen at once; steps up only after the estimate has stayed high
+enough for `UP_HOLD` seconds, so a noisy estimate does not flap the
+resolution (each change costs a keyframe). Screen content keeps its
+resolution (text must stay sharp) and gives up frame rate instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UP_HOLD = 3.0  # seconds the estimate must allow the next rung before climbing
+AUDIO_RESERVE = 100_000  # b/s left for voice before video takes its share ("audio first")
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    width: int
+    height: int
+    min_bps: int
+    max_bps: int
+
+
+LADDER = (
+    Rung("180p", 320, 180, 50_000, 200_000),
+    Rung("360p", 640, 360, 300_000, 700_000),
+    Rung("720p", 1280, 720, 1_200_000, 2_500_000),
+    Rung("1080p", 1920, 1080, 2_500_000, 4_000_000),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    width: int
+    height: int
+    fps: float
+    bitrate: int
+    rung: str
+
+
+class Ladder:
+    def __init__(self, source_width: int, source_height: int, fps: float, *, screen: bool = False) -> None:
+        self.source = (source_width, source_height)
+        self.fps = fps
+        self.screen = screen
+        # The highest rung the source can fill (never upscale).
+        self._top = max(
+            [i for i, r in enumerate(LADDER) if r.height <= source_height and r.width <= source_width] or [0]
+        )
+        self._index = min(1, self._top)  # start at 360p (or less) until the estimate says more
+        self._up_since: float | None = None
+
+    @property
+    def rung(self) -> Rung:
+        return LADDER[self._index]
+
+    def update(self, estimate_bps: int, now: float) -> Target:
+        video_bps = max(LADDER[0].min_bps, estimate_bps - AUDIO_RESERVE)
+        if self.screen:
+            return self._screen_target(video_bps)
+        # Down at once to the highest rung whose floor the budget covers.
+        while self._index > 0 and video_bps < LADDER[self._index].min_bps:
+            self._index -= 1
+            self._up_since = None
+        up = self._index + 1
+        if up <= self._top and video_bps >= LADDER[up].min_bps:
+            if self._up_since is None:
+                self._up_since = now
+            elif now - self._up_since >= UP_HOLD:
+                self._index = up
+                self._up_since = None
+        else:
+            self._up_since = None
+        rung = LADDER[self._index]
+        bitrate = max(rung.min_bps // 2, min(rung.max_bps, video_bps))
+        fps = self.fps if video_bps >= rung.min_bps else max(5.0, self.fps / 2)
+        return Target(rung.width, rung.height, fps, bitrate, rung.name)
+
+    def _screen_target(self, video_bps: int) -> Target:
+        w, h = self.source
+        w, h = min(w, 1920) & ~1, min(h, 1080) & ~1
+        # Sharpness first: full resolution, and fewer frames when the budget is tight.
+        fps = 15.0 if video_bps >= 1_000_000 else 5.0 if video_bps >= 300_000 else 2.0
+        return Target(w, h, min(fps, self.fps), min(video_bps, 4_000_000), f"screen {h}p")
