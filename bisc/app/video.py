@@ -23,6 +23,7 @@ from bisc.app.video_events import VideoStatsEvent
 from bisc.errors import BiscError
 from bisc.identity import EndpointId
 from bisc.media.video_codec import CLOCK_RATE, CODECS, VideoCodec
+from bisc.media.video_ladder import AUDIO_RESERVE
 from bisc.media.video_receiver import VideoReceiver, VideoStats
 from bisc.media.video_sender import SEND_DEADLINE, VideoSender
 from bisc.media.video_types import DecodedFrame, VideoFrameIn, VideoSourceError
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL = 2.0
+LOSSY = 0.01  # a peer losing more than this of our packets gets keyframes twice
 MAX_CATCH_UP = 3  # frames captured back to back after a stall; beyond that the clock skips
 
 
@@ -73,6 +75,7 @@ class _LocalVideo:
         self.sender = sender
         self.name = name
         self.estimates: dict[EndpointId, int] = {}
+        self.losses: dict[EndpointId, float] = {}
         self.datagram_size = 1200  # refreshed by the loop: the capture thread must not walk the links
         self.stale = 0
         self.errors = 0
@@ -104,10 +107,14 @@ class _LocalVideo:
     def on_report(self, peer: EndpointId, report: StreamReport, rtt: float | None) -> None:
         if report.estimate_bps > 0:
             self.estimates[peer] = report.estimate_bps
+        self.losses[peer] = report.loss
+        self.sender.protect_keyframes = max(self.losses.values()) > LOSSY
         taking = self.call.session.peers_taking(self.stream_id)
         known = [self.estimates[p] for p in taking if p in self.estimates]
         if known:
-            self.sender.set_estimate(min(known), time.monotonic())
+            voice = self.call.channel.voice
+            reserve = AUDIO_RESERVE if voice is not None and voice.sending else 0
+            self.sender.set_estimate(min(known), time.monotonic(), reserve)
         self.datagram_size = self.call.session.max_datagram_size()
 
     # capture thread

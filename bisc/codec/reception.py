@@ -8,6 +8,7 @@ arrivals, in seconds.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 _WRAP = 1 << 32
@@ -91,3 +92,24 @@ class ReceptionStats:
         self._interval_start_ext = self._max_ext
         self._interval_received = 0
         return out
+
+
+class RateMarks:
+    """Bitrate over the last few seconds from (time, total bytes) marks, whoever asks and on any clock:
+    a mark is kept at most every 0.5 s, and the rate is measured from one 0.5 to 3 s old."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, int]] = deque(maxlen=8)
+
+    def mark(self, now: float, total_bytes: int) -> None:
+        if not self._marks or now - self._marks[-1][0] >= 0.5:
+            self._marks.append((now, total_bytes))
+
+    def bitrate(self, now: float, total_bytes: int) -> float:
+        """Bits per second since a recent mark (0 until there is one); also marks now."""
+        marks = self._marks
+        start = next(((t, b) for t, b in marks if 0.5 < now - t <= 3.0), marks[0] if marks else None)
+        self.mark(now, total_bytes)
+        if start is None or now <= start[0]:
+            return 0.0
+        return (total_bytes - start[1]) * 8 / (now - start[0])

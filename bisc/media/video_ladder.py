@@ -3,9 +3,12 @@
 Rungs from the issue: 1080p at 2.5-4 Mb/s, 720p at 1.2-2.5, 360p at 0.3-0.7,
 180p at 0.05-0.2. Between rungs the lower one is kept at its ceiling (a
 picture that is too big for its bitrate looks worse than a smaller one).
-Steps down happen at once; steps up only after the estimate has stayed high
-enough for `UP_HOLD` seconds, so a noisy estimate does not flap the
-resolution (each change costs a keyframe). Screen content keeps its
+Steps down happen at once, below DOWN_FACTOR of the rung's floor; steps up
+only after the estimate has allowed the next rung for `UP_HOLD` seconds, so
+a noisy estimate does not flap the resolution (each change costs a
+keyframe). "Allowed" is judged against what this rung can show: a
+receiver's estimate cannot exceed about 1.5 times what it receives, so a
+rung sending at its ceiling must be able to climb from 1.2 times that. Screen content keeps its
 resolution (text must stay sharp) and gives up frame rate instead.
 """
 
@@ -14,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 UP_HOLD = 3.0  # seconds the estimate must allow the next rung before climbing
-AUDIO_RESERVE = 100_000  # b/s left for voice before video takes its share ("audio first")
+DOWN_FACTOR = 0.7  # below this fraction of the rung's floor, step down
+AUDIO_RESERVE = 100_000  # b/s left for voice when it is on, before video takes its share ("audio first")
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,16 @@ class Ladder:
     def rung(self) -> Rung:
         return LADDER[self._index]
 
-    def update(self, estimate_bps: int, now: float) -> Target:
-        video_bps = max(LADDER[0].min_bps, estimate_bps - AUDIO_RESERVE)
+    def update(self, estimate_bps: int, now: float, reserve_bps: int = 0) -> Target:
+        """The target for a bandwidth estimate, leaving reserve_bps for other media (voice)."""
+        video_bps = max(LADDER[0].min_bps, estimate_bps - reserve_bps)
         if self.screen:
             return self._screen_target(video_bps)
-        # Down at once to the highest rung whose floor the budget covers.
-        while self._index > 0 and video_bps < LADDER[self._index].min_bps:
+        while self._index > 0 and video_bps < DOWN_FACTOR * LADDER[self._index].min_bps:
             self._index -= 1
             self._up_since = None
         up = self._index + 1
-        if up <= self._top and video_bps >= LADDER[up].min_bps:
+        if up <= self._top and video_bps >= self._climb_at(up):
             if self._up_since is None:
                 self._up_since = now
             elif now - self._up_since >= UP_HOLD:
@@ -80,6 +84,10 @@ class Ladder:
         bitrate = max(rung.min_bps // 2, min(rung.max_bps, video_bps))
         fps = self.fps if video_bps >= rung.min_bps else max(5.0, self.fps / 2)
         return Target(rung.width, rung.height, fps, bitrate, rung.name)
+
+    def _climb_at(self, up: int) -> float:
+        nxt, cur = LADDER[up], LADDER[up - 1]
+        return max(0.8 * nxt.min_bps, min(float(nxt.min_bps), 1.2 * cur.max_bps))
 
     def _screen_target(self, video_bps: int) -> Target:
         w, h = self.source

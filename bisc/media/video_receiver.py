@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bisc import hotpaths
-from bisc.codec.reception import ReceptionStats
+from bisc.codec.reception import RateMarks, ReceptionStats
 from bisc.codec.video_jitter import BufferedFrame, VideoFrameBuffer
 from bisc.errors import PacketError
 from bisc.media.video_codec import CLOCK_RATE, VideoCodec, VideoDecoder
@@ -91,7 +91,8 @@ class VideoReceiver:
         self.keyframes = 0
         self.decode_errors = 0
         self.queue_drops = 0
-        self._mark = (0, 0, time.monotonic())  # (bytes, pictures, time) at the last stats()
+        # (time, bytes received) once per report: rates over the last few seconds, whoever asks.
+        self._rate_marks = RateMarks()
         self._closed = False
         self._thread = threading.Thread(target=self._decode_loop, name=f"bisc-video-{stream_id}", daemon=True)
         self._thread.start()
@@ -172,6 +173,7 @@ class VideoReceiver:
         now = time.monotonic()
         self.loss_pct = interval.loss * 100.0
         self.bwe.on_loss_report(interval.loss, now)
+        self._rate_marks.mark(now, self.reception.bytes)
         p50, _ = self.e2e_quantiles()
         return StreamReport(
             self.stream_id,
@@ -260,18 +262,18 @@ class VideoReceiver:
 
     def stats(self, now: float) -> VideoStats:
         total_bytes = self.reception.bytes
-        mark_bytes, mark_pictures, mark_time = self._mark
-        elapsed = max(1e-6, now - mark_time)
-        self._mark = (total_bytes, self._latest_seq, now)
+        bitrate = self._rate_marks.bitrate(now, total_bytes) / 1000
+        recent = [t for t in self._frame_times if now - t <= 2.0]
+        fps = len(recent) / min(2.0, max(1e-6, now - recent[0])) if len(recent) > 1 else 0.0
         p50, p95 = self.e2e_quantiles()
         latest = self._latest
         buf = self.buffer.stats()
         return VideoStats(
             frames=self._latest_seq,
-            fps=round((self._latest_seq - mark_pictures) / elapsed, 1),
+            fps=round(fps, 1),
             width=latest.width if latest else 0,
             height=latest.height if latest else 0,
-            bitrate_kbps=round((total_bytes - mark_bytes) * 8 / elapsed / 1000, 1),
+            bitrate_kbps=round(bitrate, 1),
             loss_pct=round(self.loss_pct, 2),
             estimate_kbps=round(self.bwe.estimate(now) / 1000, 1),
             freezes=self.freezes,

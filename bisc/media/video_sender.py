@@ -58,6 +58,9 @@ class VideoSender:
         self.keyframes = 0
         self.bytes_encoded = 0
         self.too_large = 0
+        # Under loss a keyframe of many fragments is likely to lose one and be useless, and the
+        # receiver then waits a round trip for the next: send keyframes twice while peers report loss.
+        self.protect_keyframes = False
 
     def offer(self) -> StreamOffer:
         return StreamOffer(self.stream_id, "video", self.codec, CLOCK_RATE, 1, round(1000 / self.fps), False)
@@ -65,9 +68,9 @@ class VideoSender:
     def request_keyframe(self) -> None:
         self._keyframe_wanted = True
 
-    def set_estimate(self, estimate_bps: int, now: float) -> Target:
+    def set_estimate(self, estimate_bps: int, now: float, reserve_bps: int = 0) -> Target:
         """Move along the ladder for a new bandwidth estimate (the lowest over the receivers)."""
-        target = self.ladder.update(estimate_bps, now)
+        target = self.ladder.update(estimate_bps, now, reserve_bps)
         with self._lock:
             if (target.width, target.height) != (self.target.width, self.target.height):
                 self.encoder.set_resolution(target.width, target.height)
@@ -105,6 +108,8 @@ class VideoSender:
                     continue
                 self._sequence = (self._sequence + len(parts)) & 0xFFFFFFFF
                 datagrams.extend(parts)
+                if enc.keyframe and self.protect_keyframes:
+                    datagrams.extend(parts)  # the copies go after the originals: a burst rarely hits both
                 self.clock = (ts, capture_mono)
                 self.frames_encoded += 1
                 self.bytes_encoded += len(enc.data)

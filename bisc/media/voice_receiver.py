@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bisc import hotpaths
-from bisc.codec.reception import ReceptionStats
+from bisc.codec.reception import RateMarks, ReceptionStats
 from bisc.errors import PacketError
 from bisc.media.mixer import SILENCE_DBFS, SpeakingDetector, level_dbfs
 from bisc.media.opus import FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE, CodecError, OpusDecoder, Pcm
@@ -80,7 +80,8 @@ class VoiceReceiver:
         self._sender_clock: tuple[int, float] | None = None  # (timestamp, capture time on OUR clock)
         self._e2e: deque[float] = deque(maxlen=E2E_SAMPLES)
         self._lock = threading.Lock()
-        self._bytes_mark = (0, time.monotonic())  # (bytes, time) at the last stats() call
+        # (time, bytes received) once per report: the bitrate over the last seconds, whoever asks.
+        self._rate_marks = RateMarks()
 
     # -- event-loop side --------------------------------------------------------
 
@@ -124,6 +125,7 @@ class VoiceReceiver:
             jitter = self.reception.jitter
             buffer_ms = float(self.jitter.stats()["buffer_delay_ms"])
         self.loss_pct = interval.loss * 100.0
+        self._rate_marks.mark(time.monotonic(), self.reception.bytes)
         p50, _ = self.e2e_quantiles()
         return StreamReport(
             self.stream_id,
@@ -220,10 +222,7 @@ class VoiceReceiver:
             received = self.reception.received
             total_bytes = self.reception.bytes
             jitter = self.reception.jitter
-        mark_bytes, mark_time = self._bytes_mark
-        elapsed = now - mark_time
-        bitrate = (total_bytes - mark_bytes) * 8 / elapsed / 1000 if elapsed > 0 else 0.0
-        self._bytes_mark = (total_bytes, now)
+        bitrate = self._rate_marks.bitrate(now, total_bytes) / 1000
         p50, p95 = self.e2e_quantiles()
         return VoiceStats(
             packets=received,
