@@ -112,3 +112,20 @@ async def test_hostile_video_datagrams_change_only_counters(channels: list[Chann
     assert (
         stats.decode_errors >= 1 or receiver.buffer.stats()["late"] + receiver.buffer.stats()["skipped"] > 0
     )
+
+
+async def test_a_peer_stream_is_received_only_while_subscribed(channels: list[Channel]) -> None:
+    a, b, c = channels
+    vb = await b.start_video()
+    await c.start_video()
+    await a.start_camera(PatternSource(320, 180, 30.0), size=(320, 180), fps=30.0)
+    taking = a.media.peers_taking
+    await wait_until(lambda: set(taking(CAMERA_STREAM)) == {b.me, c.me}, 10.0, "b and c take it")
+    vb.subscribe(a.me, CAMERA_STREAM, False)
+    await wait_until(lambda: a.media.peers_taking(CAMERA_STREAM) == [c.me], 5.0, "a stops sending to b")
+    assert (a.me, CAMERA_STREAM) not in vb.frames()
+    vb.subscribe(a.me, CAMERA_STREAM, True)
+    await wait_until(lambda: b.me in a.media.peers_taking(CAMERA_STREAM), 5.0, "a sends to b again")
+    await wait_until(
+        lambda: vb.frames().get((a.me, CAMERA_STREAM), (0, None))[0] > 10, 10.0, "b decodes a's camera again"
+    )

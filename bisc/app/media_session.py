@@ -92,6 +92,8 @@ class _Link:
     clock: ReportClock = field(default_factory=ReportClock)
     accepted: frozenset[int] = frozenset()  # our streams the peer takes
     remote: dict[int, tuple[RemoteStream, StreamAcceptor]] = field(default_factory=dict)
+    offered: dict[int, StreamOffer] = field(default_factory=dict)  # the peer's latest offer
+    declined: set[int] = field(default_factory=set)  # offered streams we do not want now
     reoffered: bool = False
 
 
@@ -244,30 +246,54 @@ class MediaSession:
     def _on_offer(self, peer: EndpointId, link: _Link, offer: MediaOffer) -> None:
         accepted: list[int] = []
         reasons: list[str] = []
-        offered = {s.stream_id for s in offer.streams}
+        link.offered = {s.stream_id: s for s in offer.streams}
         for sid in list(link.remote):
-            if sid not in offered:
+            if sid not in link.offered:
                 self._drop_remote(peer, link, sid)
         for stream in offer.streams:
-            if stream.stream_id in link.remote:
+            reason = self._take(peer, link, stream)
+            if reason is None:
                 accepted.append(stream.stream_id)
-                continue
-            acceptor = self._acceptors.get(stream.kind)
-            if acceptor is None:
-                reasons.append(f"stream {stream.stream_id}: {stream.kind} is off here")
-                continue
-            result = acceptor.accept(peer, stream)
-            if isinstance(result, str):
-                reasons.append(result)
-                continue
-            link.remote[stream.stream_id] = (result, acceptor)
-            link.conn.set_datagram_handler(stream.stream_id, _handler(result))
-            accepted.append(stream.stream_id)
+            else:
+                reasons.append(reason)
         self._send(link.conn, MediaAnswer(tuple(accepted), "; ".join(reasons)))
         # The peer (re)started media after refusing ours: offer ours once more.
         if self._local and not (self._local.keys() <= link.accepted) and not link.reoffered:
             link.reoffered = True
             self._send(link.conn, MediaOffer(tuple(s.offer() for s in self._local.values())))
+
+    def _take(self, peer: EndpointId, link: _Link, stream: StreamOffer) -> str | None:
+        """Receive an offered stream (None), or why not."""
+        if stream.stream_id in link.remote:
+            return None
+        if stream.stream_id in link.declined:
+            return f"stream {stream.stream_id}: not wanted now"
+        acceptor = self._acceptors.get(stream.kind)
+        if acceptor is None:
+            return f"stream {stream.stream_id}: {stream.kind} is off here"
+        result = acceptor.accept(peer, stream)
+        if isinstance(result, str):
+            return result
+        link.remote[stream.stream_id] = (result, acceptor)
+        link.conn.set_datagram_handler(stream.stream_id, _handler(result))
+        return None
+
+    def set_wanted(self, peer: EndpointId, stream_id: int, wanted: bool) -> None:
+        """Receive (or stop receiving) one of a peer's streams, e.g. video only while it is shown.
+
+        The peer learns it from a fresh answer, so it stops sending what nobody watches."""
+        link = self._links.get(peer)
+        if link is None:
+            return
+        if wanted:
+            link.declined.discard(stream_id)
+            offer = link.offered.get(stream_id)
+            if offer is not None:
+                self._take(peer, link, offer)
+        else:
+            link.declined.add(stream_id)
+            self._drop_remote(peer, link, stream_id)
+        self._send(link.conn, MediaAnswer(tuple(sorted(link.remote))))
 
     def _on_report(self, peer: EndpointId, link: _Link, report: MediaReport) -> None:
         link.clock.on_report(report, time.monotonic())

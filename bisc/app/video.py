@@ -178,7 +178,6 @@ class VideoCall:
         self._local: dict[int, _LocalVideo] = {}
         # Read by renderers on any thread: replaced whole, never mutated in place.
         self._remote: dict[tuple[EndpointId, int], VideoReceiver] = {}
-        self._subscribed: dict[tuple[EndpointId, int], bool] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -270,6 +269,11 @@ class VideoCall:
 
     def release(self, peer: EndpointId, stream: object) -> None:
         self._remote = {key: r for key, r in self._remote.items() if r is not stream}
+
+    def subscribe(self, peer: EndpointId, stream_id: int, on: bool = True) -> None:
+        """Receive a peer's camera or screen only while it is shown: off stops the peer sending it to us
+        (no bandwidth, no decoding); on asks for it again (starting at a fresh keyframe)."""
+        self.session.set_wanted(peer, stream_id, on)
 
     def frames(self) -> dict[tuple[EndpointId, int], tuple[int, DecodedFrame | None]]:
         """The newest picture of every peer's stream, with a version that grows with each one."""
