@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bisc.app.video import VideoCall, VideoSource
+from bisc.app.video import SourceSpec, VideoCall
 from bisc.app.voice import VoiceCall
 from bisc.errors import BiscError
 from bisc.media.sources import AudioSource
@@ -83,14 +83,14 @@ class ChannelMedia:
             await call.stop()
 
     async def start_camera(
-        self, source: VideoSource, *, size: tuple[int, int], fps: float = 30.0, codec: VideoCodec = "vp8"
+        self, source: SourceSpec, *, size: tuple[int, int], fps: float = 30.0, codec: VideoCodec = "vp8"
     ) -> None:
         """Send `source` (a camera, the test pattern, a file) as this node's camera stream."""
         video = await self.start_video()
         await video.start_stream(CAMERA_STREAM, source, size=size, fps=fps, codec=codec, name="camera")
 
     async def start_screen(
-        self, source: VideoSource, *, size: tuple[int, int], fps: float = 15.0, codec: VideoCodec = "vp8"
+        self, source: SourceSpec, *, size: tuple[int, int], fps: float = 15.0, codec: VideoCodec = "vp8"
     ) -> None:
         """Share a screen or window (a source from bisc.media.video_sources)."""
         video = await self.start_video()

@@ -46,6 +46,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     video.add_argument(
         "--video-out", metavar="DIR|none", help="PNG snapshots of received video + stats.jsonl"
     )
+    video.add_argument("--video-codec", choices=("vp8", "h264"), default="vp8", help="codec of what we send")
 
 
 def register(commands: Any) -> None:
@@ -71,6 +72,7 @@ def _options(args: argparse.Namespace) -> SessionOptions:
         video=args.video,
         screen=args.screen,
         video_out=args.video_out,
+        video_codec=args.video_codec,
     )
 
 

@@ -53,6 +53,7 @@ class SessionOptions:
     video: str | None = None  # camera|pattern[:WxH]|FILE|none
     screen: str | None = None  # display[:N]|window:TITLE|none
     video_out: str | None = None  # DIR for PNG snapshots and stats, or none
+    video_codec: str = "vp8"
 
     @property
     def wants_video(self) -> bool:
@@ -152,7 +153,9 @@ async def run_session(node: Node, channel: Channel, printer: Printer, options: S
     snapshots: asyncio.Task[None] | None = None
     if options.wants_video:
         try:
-            video = await start_video(channel, options.video, options.screen, options.video_out)
+            video = await start_video(
+                channel, options.video, options.screen, options.video_out, options.video_codec
+            )
         except (BiscError, OSError) as exc:
             printer.error(f"cannot start video: {exc}")
             await node.close()

@@ -11,21 +11,30 @@ from pathlib import Path
 from bisc.app.channel import Channel
 from bisc.app.video import VideoCall
 from bisc.errors import BiscError
+from bisc.media.video_codec import CODECS, VideoCodec
 from bisc.media.video_endpoints import open_camera_source, open_screen_source
 from bisc.media.video_snapshot import write_png
+from bisc.media.video_types import VideoCodecError
 
 SNAPSHOT_INTERVAL = 3.0
 
 
-async def start_video(channel: Channel, video: str | None, screen: str | None, out: str | None) -> VideoCall:
+async def start_video(
+    channel: Channel, video: str | None, screen: str | None, out: str | None, codec: str = "vp8"
+) -> VideoCall:
     """Receive video, and send the camera/screen sources asked for. BiscError if one cannot start."""
+    if codec not in CODECS:
+        raise VideoCodecError(f"unknown video codec {codec!r}: use {', '.join(CODECS)}")
+    chosen: VideoCodec = "h264" if codec == "h264" else "vp8"
     call = await channel.start_video(read_stamps=(video or "").startswith("pattern"))
     if video and video != "none":
         source, size = await asyncio.to_thread(open_camera_source, video)
-        await channel.start_camera(source, size=size)
+        await channel.start_camera(source, size=size, codec=chosen)
     if screen and screen != "none":
-        source, size = await asyncio.to_thread(open_screen_source, screen)
-        await channel.start_screen(source, size=size)
+        # Probe the size here, then open it again on the capture thread (screen grabbers are per-thread).
+        probe, size = await asyncio.to_thread(open_screen_source, screen)
+        probe.close()
+        await channel.start_screen(lambda: open_screen_source(screen)[0], size=size, codec=chosen)
     if out and out != "none":
         Path(out).expanduser().mkdir(parents=True, exist_ok=True)
     return call
