@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from bisc.media.video_pattern import read_pattern_stamp
@@ -52,7 +53,7 @@ def test_pattern_to_video_out(tmp_path: Path, procs: list[BiscProcess], codec: s
         time.sleep(0.25)
     assert pngs, f"no snapshot in {out}: {list(out.iterdir())}"
     with av.open(str(pngs[0])) as container:
-        picture = next(container.decode(video=0)).to_ndarray(format="rgb24")
+        picture = np.asarray(next(container.decode(video=0)).to_ndarray(format="rgb24"), dtype=np.uint8)
     assert read_pattern_stamp(picture, "rgb24") is not None  # the snapshot is the pattern, readable
     lines = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     assert lines and lines[-1]["stream"] == "camera" and lines[-1]["frames"] > 0
