@@ -10,12 +10,14 @@ from typing import Any
 from bisc.bench import files as files_bench
 from bisc.bench import gossip as gossip_bench
 from bisc.bench import join as join_bench
+from bisc.bench import video as video_bench
 from bisc.bench import voice as voice_bench
 from bisc.bench.hotpaths import BenchConfig, run, targets
 from bisc.cli.output import print_json, table
 
-SUITES = ("hotpaths", "join", "gossip", "files", "voice")
-# voice takes minutes in full (and needs the bench extra and espeak-ng for its quality table): opt-in.
+SUITES = ("hotpaths", "join", "gossip", "files", "voice", "video")
+# voice takes minutes in full (and needs the bench extra and espeak-ng for its quality table): opt-in;
+# so does video (a few minutes in full, under a minute with --quick; aiortc from the bench extra).
 DEFAULT_SUITES = ("hotpaths", "join", "gossip", "files")
 
 
@@ -32,7 +34,9 @@ def register(commands: Any) -> None:
         "gossip (simulated delivery under loss and churn), files (loopback transfer and share "
         "hashing), voice (call delay, PESQ against aiortc under loss, CPU of a 3-peer call; "
         "a few minutes, under a minute with --quick; needs the bench extra and espeak-ng for "
-        "the PESQ table); default: all but voice",
+        "the PESQ table), video (glass-to-glass delay at 720p, codec CPU per stream, the largest 360p "
+        "mesh this machine holds, bisc vs aiortc; a few minutes, under a minute with --quick); "
+        "default: all but voice and video",
     )
     parser.set_defaults(run=run_bench)
 
@@ -82,6 +86,10 @@ def run_bench(args: argparse.Namespace) -> int:
         report["voice"] = voice_bench.run(quick=args.quick)
         if not args.json:
             print(voice_bench.format_report(report["voice"]))
+    if "video" in suites:
+        report["video"] = video_bench.run(quick=args.quick)
+        if not args.json:
+            print(video_bench.format_report(report["video"]))
     if args.json:
         print_json(report)
     return 0
