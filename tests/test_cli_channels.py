@@ -170,10 +170,30 @@ def test_demo_summary() -> None:
     assert wide["streams"] == wide["expected_streams"] == 6, wide
     assert 0 < wide["e2e_p50_ms"] <= wide["e2e_p95_ms"], wide
     assert summary["voice_problems"] == [], summary["voice_problems"]
+    # Video: every peer sends the 360p test pattern and decodes the other two.
+    assert summary["checks"]["video_everyone_sees_everyone"]
+    for peer in summary["peers"]:
+        video = peer["video"]
+        assert video["error"] is None and video["streams"] == 2, video
+        assert set(video["from"]) == names - {peer["name"]}, video
+        assert video["sent_frames"] > 60 and video["sent_rung"] in ("180p", "360p"), video
+        for link in video["from"].values():
+            assert link["frames"] > 60 and link["decode_errors"] == 0, link
+            assert (link["width"], link["height"]) in ((640, 360), (320, 180)), link
+            assert link["fps"] > 10 and link["bitrate_kbps"] > 50, link
+            assert link["e2e_frames"] > 0 and 0 < link["e2e_p50_ms"] <= link["e2e_p95_ms"] < 2000, link
+    wide = summary["video"]
+    assert wide["streams"] == wide["expected_streams"] == 6, wide
+    assert 0 < wide["e2e_p50_ms"] <= wide["e2e_p95_ms"] and wide["frames"] > 360, wide
+    assert summary["video_problems"] == [], summary["video_problems"]
 
 
-def test_demo_without_voice() -> None:
-    result = run_bisc("demo", "--peers", "2", "--seconds", "20", "--json", "--no-voice", timeout=90)
+def test_demo_without_voice_and_video() -> None:
+    result = run_bisc(
+        "demo", "--peers", "2", "--seconds", "20", "--json", "--no-voice", "--no-video", timeout=90
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["voice"] is None and not any(name.startswith("voice") for name in summary["checks"])
+    assert summary["video"] is None and not any(name.startswith("video") for name in summary["checks"])
+    assert all(peer["video"] is None for peer in summary["peers"])

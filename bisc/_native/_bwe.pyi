@@ -69,7 +69,7 @@ class BandwidthEstimator:
         self,
         *,
         min_bitrate: int = 30_000,
-        start_bitrate: int = 300_000,
+        start_bitrate: int = 600_000,
         max_bitrate: int = 4_000_000,
         clock_rate: int = 90_000,
         rtt: float = 0.1,

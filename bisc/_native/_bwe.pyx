@@ -58,6 +58,7 @@ LOSS_LOW = 0.02
 LOSS_HIGH = 0.1
 LOSS_GROW = 1.05
 LOSS_INTERVAL = 0.3
+LOSS_RELEASE = 2.0
 MAX_TIME = 1e9
 
 STAT_NAMES = (
@@ -115,6 +116,7 @@ cdef double C_LOSS_LOW = 0.02
 cdef double C_LOSS_HIGH = 0.1
 cdef double C_LOSS_GROW = 1.05
 cdef double C_LOSS_INTERVAL = 0.3
+cdef double C_LOSS_RELEASE = 2.0
 cdef double C_MAX_TIME = 1e9
 cdef double C_RATE_WINDOW = C_RATE_BUCKET * C_RATE_BUCKETS
 cdef int64_t C_NO_BUCKET = -(<int64_t>1 << 62)
@@ -136,7 +138,7 @@ cdef double _time(object value, str name) except? -1.0:
 
 @cython.auto_pickle(False)
 cdef class BandwidthEstimator:
-    """BandwidthEstimator(*, min_bitrate=30000, start_bitrate=300000, max_bitrate=4000000, clock_rate=90000, rtt=0.1)
+    """BandwidthEstimator(*, min_bitrate=30000, start_bitrate=600000, max_bitrate=4000000, clock_rate=90000, rtt=0.1)
 --
 
 Estimates the bitrate a video stream can use, from packet arrivals and loss."""
@@ -160,7 +162,7 @@ Estimates the bitrate a video stream can use, from packet arrivals and loss."""
     cdef double _current
     cdef int _rc_state
     cdef double _rc_last, _last_decrease, _link, _link_dev
-    cdef double _loss_rate, _last_report, _last_loss_cut
+    cdef double _loss_rate, _last_report, _last_loss_cut, _loss_free_since
     cdef double _xs[C_WINDOW]
     cdef double _ys[C_WINDOW]
     # delay filter
@@ -180,7 +182,7 @@ Estimates the bitrate a video stream can use, from packet arrivals and loss."""
         self,
         *,
         min_bitrate=30_000,
-        start_bitrate=300_000,
+        start_bitrate=600_000,
         max_bitrate=4_000_000,
         clock_rate=90_000,
         rtt=0.1,
@@ -221,6 +223,7 @@ Estimates the bitrate a video stream can use, from packet arrivals and loss."""
         self._loss_rate = <double>self.max_bitrate
         self._last_report = -INFINITY
         self._last_loss_cut = -INFINITY
+        self._loss_free_since = -INFINITY
         for i in range(C_WINDOW):
             self._xs[i] = 0.0
             self._ys[i] = 0.0
@@ -409,8 +412,14 @@ Estimates the bitrate a video stream can use, from packet arrivals and loss."""
                 rate = base * (1.0 - 0.5 * loss)
                 self._last_loss_cut = c_now
                 self._loss_decreases += 1
-        elif loss < C_LOSS_LOW:
+        if loss < C_LOSS_LOW:
+            if self._loss_free_since == INFINITY:
+                self._loss_free_since = c_now
             rate = rate * C_LOSS_GROW
+            if c_now - self._loss_free_since >= C_LOSS_RELEASE and rate < self._current:
+                rate = self._current
+        else:
+            self._loss_free_since = INFINITY
         if rate > self._max:
             rate = self._max
         if rate < self._min:

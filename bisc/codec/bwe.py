@@ -26,7 +26,8 @@ the packets themselves) or on the sender (fed from per-packet arrival reports).
 - Loss-based controller, per loss report (one per reporting interval): loss
   under LOSS_LOW -> x LOSS_GROW, over LOSS_HIGH -> x (1 - 0.5 loss) (at most
   once per LOSS_INTERVAL + RTT, from the lower of both estimates), in
-  between -> hold.
+  between -> hold; after LOSS_RELEASE of reports all under LOSS_LOW it rises
+  to the delay-based estimate (it no longer binds).
 - estimate = min(delay-based, loss-based), within [min_bitrate, max_bitrate].
 
 Everything is fixed-size: a ring of WINDOW points, RATE_BUCKETS buckets,
@@ -92,6 +93,11 @@ LOSS_LOW = 0.02
 LOSS_HIGH = 0.1
 LOSS_GROW = 1.05
 LOSS_INTERVAL = 0.3  # seconds (+ rtt) between two loss cuts
+# After this long of reports all under LOSS_LOW, the loss-based estimate stops binding (it rises to the
+# delay-based one, as WebRTC's LossBasedBweV2 falls back to the delay-based estimate without loss): a
+# cut made by a burst of congestion loss would otherwise hold the rate down for tens of seconds at
+# LOSS_GROW per report while the link is free again.
+LOSS_RELEASE = 2.0
 MAX_TIME = 1e9  # seconds; times are checked against this so C integers cannot overflow
 
 STAT_NAMES = (
@@ -134,7 +140,7 @@ class BandwidthEstimator:
         self,
         *,
         min_bitrate: int = 30_000,
-        start_bitrate: int = 300_000,
+        start_bitrate: int = 600_000,
         max_bitrate: int = 4_000_000,
         clock_rate: int = 90_000,
         rtt: float = 0.1,
@@ -175,6 +181,7 @@ class BandwidthEstimator:
         self._loss_rate = float(self.max_bitrate)
         self._last_report = -math.inf
         self._last_loss_cut = -math.inf
+        self._loss_free_since = -math.inf  # first report of the current run under LOSS_LOW; inf: none
         self._xs = [0.0] * WINDOW
         self._ys = [0.0] * WINDOW
         self._reset_filter()
@@ -341,14 +348,19 @@ class BandwidthEstimator:
         self._last_report = now
         self._stats["loss_reports"] += 1
         rate = self._loss_rate
-        if loss > LOSS_HIGH:
-            if now - self._last_loss_cut >= LOSS_INTERVAL + self._rtt:
-                base = rate if rate < self._current else self._current
-                rate = base * (1.0 - 0.5 * loss)
-                self._last_loss_cut = now
-                self._stats["loss_decreases"] += 1
-        elif loss < LOSS_LOW:
+        if loss > LOSS_HIGH and now - self._last_loss_cut >= LOSS_INTERVAL + self._rtt:
+            base = rate if rate < self._current else self._current
+            rate = base * (1.0 - 0.5 * loss)
+            self._last_loss_cut = now
+            self._stats["loss_decreases"] += 1
+        if loss < LOSS_LOW:
+            if self._loss_free_since == math.inf:
+                self._loss_free_since = now
             rate = rate * LOSS_GROW
+            if now - self._loss_free_since >= LOSS_RELEASE and rate < self._current:
+                rate = self._current
+        else:
+            self._loss_free_since = math.inf
         if rate > self._max:
             rate = self._max
         if rate < self._min:

@@ -76,7 +76,11 @@ class VideoSender:
                 self.encoder.set_resolution(target.width, target.height)
             resized = (target.width, target.height) != (self.target.width, self.target.height)
             old = self.encoder.bitrate
-            if resized or abs(target.bitrate - old) > BITRATE_STEP * old:
+            # A rung's ceiling is always reached, even by a small step: the ladder climbs only once the
+            # estimate allows 1.2x the ceiling, and a receiver's estimate stays within ~1.5x what it
+            # receives, so an encoder held a few percent under the ceiling could never climb.
+            ceiling = target.bitrate == self.ladder.rung.max_bps and old < target.bitrate
+            if resized or ceiling or abs(target.bitrate - old) > BITRATE_STEP * old:
                 self.encoder.set_bitrate(target.bitrate)
             else:
                 target = Target(target.width, target.height, target.fps, old, target.rung)
