@@ -1,4 +1,4 @@
-"""The touch-first Kivy app over bisc's UI-agnostic core.
+"""The Kivy front end of bisc: screens (.kv + .py, loaded lazily) over the UI-agnostic core (bisc.app).
 
-Its screens arrive with the app issue; this package is where they live.
-"""
+Nothing here does networking or media: it calls the public API of bisc.app and turns its
+events into Kivy properties (bridge.py)."""

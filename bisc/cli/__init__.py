@@ -8,7 +8,16 @@ import sys
 from collections.abc import Sequence
 
 from bisc import __version__
-from bisc.cli import bench_cmd, channel_cmd, demo_cmd, devices_cmd, doctor_cmd, identity_cmd, ticket_cmd
+from bisc.cli import (
+    bench_cmd,
+    channel_cmd,
+    demo_cmd,
+    devices_cmd,
+    doctor_cmd,
+    gui_cmd,
+    identity_cmd,
+    ticket_cmd,
+)
 from bisc.errors import BiscError
 
 EXIT_USAGE = 2
@@ -29,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (channel_cmd, demo_cmd, devices_cmd, doctor_cmd, bench_cmd, ticket_cmd, identity_cmd):
         module.register(commands)
+    gui_cmd.register(commands)
     return parser
 
 
@@ -40,8 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command is None:
-        parser.print_help()
-        return 0
+        if not gui_cmd.display_available():  # headless (ssh, CI): the help, not a window that cannot open
+            parser.print_help()
+            return 0
+        args.run = gui_cmd.run  # no command: open the app window
     try:
         result: int = args.run(args)
         return result
