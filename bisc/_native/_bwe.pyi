@@ -50,6 +50,7 @@ LOSS_LOW: Final = 0.02
 LOSS_HIGH: Final = 0.1
 LOSS_GROW: Final = 1.05
 LOSS_INTERVAL: Final = 0.3
+LOSS_RELEASE: Final = 2.0
 MAX_TIME: Final = 1e9
 STAT_NAMES: Final[tuple[str, ...]]
 

@@ -259,6 +259,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 f" p50 {_ms(wide['e2e_p50_ms'])} ms p95 {_ms(wide['e2e_p95_ms'])} ms,"
                 f" {wide['freezes']} freezes"
             )
+            shot = wide["screen_share"]
+            print(
+                f"screen share: {shot['from']} shares a synthetic {shot['size']} screen at 5 fps;"
+                f" decoded at full resolution by {shot['decoded_by']}/{shot['of']}"
+            )
         print()
         for name, ok in checks.items():
             print(f"  {'ok  ' if ok else 'FAIL'}  {name.replace('_', ' ')}")

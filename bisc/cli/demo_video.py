@@ -1,6 +1,8 @@
 """The video part of `bisc demo`: once the mesh has formed every node sends the stamped test pattern
 (640x360 at 30 fps) as its camera and receives everyone else's, reading the capture time drawn into
-each picture for the glass-to-glass delay; every node must receive and decode the other N-1 streams."""
+each picture for the glass-to-glass delay; every node must receive and decode the other N-1 streams.
+The first node also shares a "screen" (a synthetic 1280x720 one at 5 fps: CI machines have no
+display), which every other node must decode at full resolution."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from bisc.cli.output import table
 from bisc.errors import BiscError
 from bisc.identity import EndpointId
 from bisc.media.video_pattern import PatternSource
-from bisc.proto.media_control import CAMERA_STREAM
+from bisc.proto.media_control import CAMERA_STREAM, SCREEN_STREAM
 
 VIDEO_SIZE = (640, 360)  # 360p keeps N encoders and N*(N-1) decoders light on a small machine
 VIDEO_FPS = 30.0
@@ -27,6 +29,8 @@ VIDEO_SECONDS = 6.0  # how long the video runs at least
 # ends the video before that, the first STEADY_SKIP pictures of each stream are left out instead.
 VIDEO_WARMUP = 2.0
 STEADY_SKIP = 30
+SCREEN_SIZE = (1280, 720)
+SCREEN_FPS = 5.0
 
 
 @dataclass
@@ -74,6 +78,7 @@ class NodeVideo:
     sent_frames: int = 0
     sent_rung: str | None = None
     error: str | None = None
+    screen: dict[str, Any] | None = None  # how this node received peer-0's screen share
 
     def summary(self) -> dict[str, Any]:
         links = list(self.links.values())
@@ -90,6 +95,7 @@ class NodeVideo:
             "e2e_p95_ms": p95,
             "freezes": sum(link.freezes for link in links),
             "error": self.error,
+            "screen": self.screen,
             "from": {link.peer: link.to_json() for link in links},
         }
 
@@ -119,6 +125,9 @@ class DemoVideo:
             try:
                 source = PatternSource(VIDEO_SIZE[0], VIDEO_SIZE[1], VIDEO_FPS)
                 await channel.start_camera(source, size=VIDEO_SIZE, fps=VIDEO_FPS)
+                if i == 0:
+                    screen = PatternSource(SCREEN_SIZE[0], SCREEN_SIZE[1], SCREEN_FPS, noise=0)
+                    await channel.start_screen(screen, size=SCREEN_SIZE, fps=SCREEN_FPS)
             except BiscError as exc:
                 self.nodes[i].error = f"cannot send video: {exc}"
 
@@ -127,7 +136,9 @@ class DemoVideo:
         call = self.calls[i]
         if call is None:
             return 0
-        return sum(1 for version, _ in call.frames().values() if version > 0)
+        return sum(
+            1 for (_, sid), (version, _) in call.frames().items() if version > 0 and sid == CAMERA_STREAM
+        )
 
     async def settle(self, deadline: float, quiet: bool) -> None:
         """Let the video run VIDEO_SECONDS in all (and until everyone sees everyone, within the limit)."""
@@ -161,6 +172,17 @@ class DemoVideo:
                 node.sent_frames = sender.frames_encoded
                 node.sent_rung = sender.target.rung
             for (peer, sid), receiver in call.receivers().items():
+                if sid == SCREEN_STREAM:
+                    shot = receiver.stats(now)
+                    node.screen = {
+                        "from": self.names.get(peer, peer.short()),
+                        "frames": shot.frames,
+                        "fps": shot.fps,
+                        "width": shot.width,
+                        "height": shot.height,
+                        "bitrate_kbps": shot.bitrate_kbps,
+                        "decode_errors": shot.decode_errors,
+                    }
                 if sid != CAMERA_STREAM:
                     continue
                 stats = receiver.stats(now)
@@ -203,11 +225,19 @@ class DemoVideo:
             undecoded = [p for p in expected if p not in missing and node.links[p].frames == 0]
             if undecoded:
                 out.append(f"{node.name} received video from {', '.join(undecoded)} but decoded no picture")
+            if node is not self.nodes[0] and not self._screen_ok(node):
+                out.append(f"{node.name} did not get {self.nodes[0].name}'s screen share at full resolution")
         return out
+
+    @staticmethod
+    def _screen_ok(node: NodeVideo) -> bool:
+        shot = node.screen
+        return shot is not None and shot["frames"] > 0 and (shot["width"], shot["height"]) == SCREEN_SIZE
 
     def checks(self) -> dict[str, bool]:
         others = len(self.channels) - 1
         return {
+            "screen_share_seen_by_all": all(self._screen_ok(node) for node in self.nodes[1:]),
             "video_everyone_sees_everyone": all(
                 node.error is None and sum(1 for link in node.links.values() if link.frames > 0) == others
                 for node in self.nodes
@@ -229,6 +259,12 @@ class DemoVideo:
             "e2e_p95_ms": p95,
             "e2e_frames": sum(len(link.e2e) for link in links),
             "freezes": sum(link.freezes for link in links),
+            "screen_share": {
+                "from": self.nodes[0].name,
+                "size": f"{SCREEN_SIZE[0]}x{SCREEN_SIZE[1]}",
+                "decoded_by": sum(1 for node in self.nodes[1:] if self._screen_ok(node)),
+                "of": len(self.nodes) - 1,
+            },
         }
 
     def table(self) -> str:
