@@ -71,6 +71,19 @@ def kivy_window(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     for module in ("kivy", "qrcode"):
         if importlib.util.find_spec(module) is None:
             _no_window(f"{module} is not installed (pip install -e '.[gui]')")
+    # Restored afterwards: later tests start `bisc` subprocesses, which must not find this display.
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "DISPLAY",
+            "KIVY_HOME",
+            "KIVY_NO_ARGS",
+            "KIVY_LOG_MODE",
+            "KIVY_NO_FILELOG",
+            "KIVY_NO_CONSOLELOG",
+            "SDL_AUDIODRIVER",
+        )
+    }
     os.environ["DISPLAY"] = _start_xvfb()
     os.environ.update(
         KIVY_HOME=str(tmp_path_factory.mktemp("kivy-home")),
@@ -91,6 +104,11 @@ def kivy_window(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if Window is None:
         _no_window("no window provider could open a window")
     yield Window
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

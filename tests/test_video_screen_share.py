@@ -3,7 +3,6 @@ arrives recognisably at the other (PSNR against a direct capture of the same scr
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import av
@@ -15,10 +14,9 @@ from bisc.media.video_codec import psnr
 from bisc.media.video_screen import ScreenSource
 from bisc.proto.media_control import SCREEN_STREAM
 from tests.test_channels import full_mesh, wait_until
-from tests.test_video_screen import NEEDED, xdisplay
+from tests.test_video_screen import NEEDED, x, xdisplay
 
 pytest.importorskip("mss")
-tkinter = pytest.importorskip("tkinter")
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(
@@ -29,30 +27,28 @@ pytestmark = [
 __all__ = ["xdisplay"]
 
 
-def draw_desktop(display: str) -> object:
-    """A full-screen window of coloured panels and big text: sharp edges a screen share must keep."""
-    root = tkinter.Tk(screenName=display)
-    root.title("bisc screen share test")
-    root.geometry("1280x720+0+0")
-    canvas = tkinter.Canvas(root, width=1280, height=720, bg="#f0f0f0", highlightthickness=0)
-    canvas.pack()
-    colours = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b"]
-    for i, colour in enumerate(colours):
-        canvas.create_rectangle(40 + i * 200, 60, 200 + i * 200, 300, fill=colour, outline="")
-    for row in range(4):
-        text = f"Line {row}: bisc shares"
-        canvas.create_text(60, 360 + row * 80, anchor="w", font=("Helvetica", 36), text=text)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not root.winfo_viewable():
-        root.update()
-    for _ in range(20):
-        root.update()
-        time.sleep(0.01)
-    return root
+def draw_desktop(display: str, directory: Path) -> None:
+    """Tile the root window with a 64x64 bitmap of stripes and blocks: sharp edges a screen share must keep.
+
+    xsetroot, not a Tk window: Tk keeps its X connections after destroy(), and once their server is gone
+    Xlib's fatal-IO handler would end this whole test process."""
+    rows = []
+    for row in range(64):
+        bits = 0
+        for col in range(64):
+            on = (col // 16 + row // 16) % 2 == 0 if row < 32 else (col % 32 < 16)
+            bits |= int(on) << col
+        rows.append(bits.to_bytes(8, "little"))
+    data = b"".join(rows)
+    body = ", ".join(f"0x{b:02x}" for b in data)  # Xlib's XBM reader wants the spaces
+    xbm = directory / "desktop.xbm"
+    header = "#define d_width 64\n#define d_height 64\n"
+    xbm.write_text(f"{header}static unsigned char d_bits[] = {{\n   {body} }};\n")
+    x(display, "xsetroot", "-bitmap", str(xbm), "-fg", "#1f77b4", "-bg", "#ffdd55")
 
 
 async def test_shared_display_arrives_recognisably(xdisplay: str, tmp_path: Path) -> None:
-    root = draw_desktop(xdisplay)
+    draw_desktop(xdisplay, tmp_path)
     nodes = [
         await Node(data_dir=tmp_path / f"n{i}", display_name=f"s{i}", bind="127.0.0.1:0").start()
         for i in range(2)
@@ -82,4 +78,3 @@ async def test_shared_display_arrives_recognisably(xdisplay: str, tmp_path: Path
     finally:
         for node in nodes:
             await node.close()
-        root.destroy()  # type: ignore[attr-defined]
