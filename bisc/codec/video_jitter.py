@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 DEFAULT_WAIT = 0.1
 MAX_WAIT = 0.5
-DEFAULT_REQUEST_INTERVAL = 0.3
+DEFAULT_REQUEST_INTERVAL = 0.2
 MAX_BUFFERED = 64  # frames held while waiting; beyond this the oldest go
 MAX_JUMP = 1 << 20  # sequence numbers; further away is a new stream, not a gap
 

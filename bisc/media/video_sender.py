@@ -20,7 +20,7 @@ from bisc.media.video_ladder import Ladder, Target
 from bisc.media.video_types import VideoFrameIn
 from bisc.proto.media_control import StreamOffer
 
-KEYFRAME_MIN_INTERVAL = 0.25
+KEYFRAME_MIN_INTERVAL = 0.15
 # PyAV cannot retarget a running encoder: a new bitrate reopens it and costs a keyframe, so the
 # bitrate only follows the estimate in steps of at least this fraction.
 BITRATE_STEP = 0.2
