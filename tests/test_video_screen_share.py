@@ -61,7 +61,7 @@ async def test_shared_display_arrives_recognisably(xdisplay: str, tmp_path: Path
         await a.start_screen(lambda: ScreenSource(1, x_display=xdisplay, cursor=False), size=(1280, 720))
         await wait_until(lambda: (a.me, SCREEN_STREAM) in vb.frames(), 10.0, "b receives a's screen")
         # Screens favour sharpness: a few frames a second at full resolution; let quality settle.
-        await wait_until(lambda: vb.frames()[(a.me, SCREEN_STREAM)][0] >= 6, 20.0, "several screen pictures")
+        await wait_until(lambda: vb.frames()[(a.me, SCREEN_STREAM)][0] >= 12, 20.0, "several screen pictures")
         _, picture = vb.frames()[(a.me, SCREEN_STREAM)]
         assert picture is not None
         reference_src = ScreenSource(1, x_display=xdisplay, cursor=False)
@@ -72,7 +72,7 @@ async def test_shared_display_arrives_recognisably(xdisplay: str, tmp_path: Path
         )
         reference = np.asarray(scaled.to_ndarray(), dtype=np.uint8)
         assert (picture.width, picture.height) == (1280, 720)  # full resolution, not a ladder rung
-        assert psnr(picture.data, reference) > 30.0
+        assert psnr(picture.data, reference) > 28.0  # recognisable: sharp edges, a few hundred kb/s
         stats = vb.stats()[(a.me, SCREEN_STREAM)]
         assert stats.decode_errors == 0
     finally:
