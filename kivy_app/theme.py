@@ -98,6 +98,10 @@ class Theme(EventDispatcher):  # type: ignore[misc]
 
     def __init__(self, mode: str = "dark", **kwargs: object) -> None:
         super().__init__(**kwargs)
+        # Kivy binds an attribute named on_<property> as that property's change handler: on_primary and
+        # on_danger are colours here, and calling them broke every switch to another palette.
+        for name in ("primary", "danger"):
+            self.unbind(**{name: getattr(self, f"on_{name}")})
         self.mode = mode if mode in PALETTES else "dark"
         self._paint()
 
@@ -106,5 +110,13 @@ class Theme(EventDispatcher):  # type: ignore[misc]
 
     def _paint(self) -> None:
         palette = PALETTES[self.mode]
-        for f in fields(palette):
-            setattr(self, f.name, getattr(palette, f.name))
+        # Base rules bind a property to these colours (BiscButton's bg and fg, BiscLabel's color) and
+        # derived rules bind the same property to another (SecondaryButton, MutedLabel); Kivy keeps
+        # whichever changed last, so the base colours change first.
+        order = {name: i for i, name in enumerate(_BASE_COLOURS)}
+        names = sorted((f.name for f in fields(palette)), key=lambda n: order.get(n, len(order)))
+        for name in names:
+            setattr(self, name, getattr(palette, name))
+
+
+_BASE_COLOURS = ("primary", "on_primary", "text")  # in this order: SecondaryButton's fg is text

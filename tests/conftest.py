@@ -54,3 +54,6 @@ def jitter_ref() -> ModuleType:
 @pytest.fixture(scope="session")
 def bwe_ref() -> ModuleType:
     return hotpaths.SELECTION.loaded("bwe")["python"]
+
+
+pytest_plugins = ["tests.gui_support"]  # the Kivy window and app of the GUI tests

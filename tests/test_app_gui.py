@@ -1,201 +1,23 @@
 """The Kivy app in a real window (a private Xvfb), driven by touch events like a user.
 
-One app runs for the whole module (Kivy has one window per process) on the module's asyncio loop;
-the other peer is a headless Node on the same loop with its own data dir. Screenshots of every
-screen at 1280x800 and 800x1280 go to tests/artifacts/.
-
-Skipped, with the reason, only when no window can be opened and CI is not set."""
+The app is the session's (tests/gui_support.py); the other peer is a headless Node on the same loop
+with its own data dir. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import importlib.util
-import os
-import shutil
-import signal
-import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import pytest_asyncio
 
 from bisc.app import Node
+from tests.gui_support import go_home, screenshot, tap, type_into, until
 
 if TYPE_CHECKING:
     from kivy_app.app import BiscApp
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-SIZES = {"landscape": (1280, 800), "portrait": (800, 1280)}
-
-
-def _no_window(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI is set but the GUI tests cannot open a window: {reason}")
-    pytest.skip(f"cannot open a Kivy window: {reason}")
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: Xvfb ends with this process, never before it
-
-
-def _start_xvfb() -> str:
-    """A private Xvfb large enough for both orientations; its display name (':N')."""
-    if shutil.which("Xvfb") is None:
-        _no_window("Xvfb is not installed (apt-get install xvfb)")
-    read_fd, write_fd = os.pipe()
-    subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1400x1400x24", "-nolisten", "tcp", "-noreset"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    if not number.isdigit():
-        _no_window("Xvfb did not start")
-    return f":{number}"
-
-
-@pytest.fixture(scope="module")
-def kivy_window(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Kivy configured for tests (its own home, no argv, Python logging), on a private Xvfb."""
-    for module in ("kivy", "qrcode"):
-        if importlib.util.find_spec(module) is None:
-            _no_window(f"{module} is not installed (pip install -e '.[gui]')")
-    # Restored afterwards: later tests start `bisc` subprocesses, which must not find this display.
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "DISPLAY",
-            "KIVY_HOME",
-            "KIVY_NO_ARGS",
-            "KIVY_LOG_MODE",
-            "KIVY_NO_FILELOG",
-            "KIVY_NO_CONSOLELOG",
-            "SDL_AUDIODRIVER",
-        )
-    }
-    os.environ["DISPLAY"] = _start_xvfb()
-    os.environ.update(
-        KIVY_HOME=str(tmp_path_factory.mktemp("kivy-home")),
-        KIVY_NO_ARGS="1",
-        KIVY_LOG_MODE="PYTHON",
-        KIVY_NO_FILELOG="1",
-        KIVY_NO_CONSOLELOG="1",
-        SDL_AUDIODRIVER="dummy",
-    )
-    from kivy.config import Config
-
-    Config.set("graphics", "width", str(SIZES["landscape"][0]))
-    Config.set("graphics", "height", str(SIZES["landscape"][1]))
-    Config.set("graphics", "resizable", "1")
-    Config.set("input", "mouse", "mouse,disable_multitouch")
-    from kivy.core.window import Window
-
-    if Window is None:
-        _no_window("no window provider could open a window")
-    yield Window
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def gui(kivy_window: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BiscApp]:
-    from kivy_app.app import BiscApp, GuiOptions
-
-    options = GuiOptions(
-        data_dir=str(tmp_path_factory.mktemp("app-node")),
-        name="Ada Lovelace",
-        bind="127.0.0.1:0",
-        audio_in="none",
-        audio_out="none",
-        video_source="pattern:320x180",
-    )
-    app = BiscApp(options)
-    run = asyncio.ensure_future(app.async_run(async_lib="asyncio"))
-    await until(lambda: run.done() or (app.sm is not None and app.sm.current == "home"), what="the app")
-    if run.done():
-        run.result()  # the app failed to start: show why
-    yield app
-    app.stop()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(run, 10)
-    await app.shutdown()
-
-
-async def until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.03)
-
-
-async def frames(n: int = 3) -> None:
-    for _ in range(n):
-        await asyncio.sleep(1 / 30)
-
-
-async def tap(widget: Any) -> None:
-    """A finger down and up on the widget's centre, through Kivy's input dispatch."""
-    from kivy.tests import UnitTestTouch
-
-    assert widget.get_root_window() is not None, f"{widget} is not on screen"
-    assert widget.opacity > 0 and not widget.disabled, f"{widget} cannot be tapped"
-    x, y = widget.to_window(*widget.center)
-    touch = UnitTestTouch(x, y)
-    touch.touch_down()
-    await frames(1)
-    touch.touch_up()
-    await frames(2)
-
-
-async def type_into(field: Any, text: str) -> None:
-    await tap(field)
-    assert field.focus, "the text field did not take the focus"
-    field.select_all()
-    field.delete_selection()
-    field.insert_text(text)  # what the keyboard provider does for each key
-    await frames(1)
-
-
-def _has_size(window: Any, size: tuple[int, int]) -> Callable[[], bool]:
-    return lambda: tuple(window.size) == size
-
-
-async def screenshot(window: Any, name: str) -> None:
-    """tests/artifacts/<name>-landscape.png and -portrait.png (the window is resized for each)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    for orientation, size in SIZES.items():
-        window.size = size
-        await until(_has_size(window, size), what=f"window size {size}")
-        await frames(6)
-        taken = window.screenshot(name=str(ARTIFACTS / "shot.png"))
-        os.replace(taken, ARTIFACTS / f"{name}-{orientation}.png")
-    window.size = SIZES["landscape"]
-    await frames(4)
-
-
-async def go_home(app: BiscApp) -> None:
-    invite = app._screens.get("invite")
-    if invite is not None and invite.get_parent_window() is not None:
-        invite.dismiss()
-    if app.in_call:
-        await tap(app.view("call").ids.leave_button)
-    await until(lambda: app.sm is not None and app.sm.current == "home" and app.channel is None, what="home")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_home_screenshot(gui: BiscApp, kivy_window: Any) -> None:
@@ -312,3 +134,227 @@ async def test_call_with_a_headless_peer(gui: BiscApp, kivy_window: Any, tmp_pat
         reader.cancel()
         await until(lambda: len(call.tiles) == 1, timeout=10, what="Bob's tile to go")
     await go_home(gui)
+
+
+async def test_tiles_badges_focus_and_shortcuts(gui: BiscApp, kivy_window: Any, tmp_path: Path) -> None:
+    """Self-view, a peer's badges (muted, video, sharing), its screen share coming up large, tap to
+    focus, and the desktop shortcuts M, V and Esc."""
+    from bisc.media.video_endpoints import open_camera_source
+    from bisc.proto.media_control import SCREEN_STREAM
+    from tests.gui_support import press_key
+
+    await tap(gui.view("home").ids.create_button)
+    await until(lambda: gui.channel is not None and gui.in_call, what="a new channel")
+    assert gui.channel is not None
+    call = gui.view("call")
+    me = str(gui.channel.me)
+
+    # V: the camera (the test pattern) starts, and my own tile shows it (self-view).
+    await press_key(kivy_window, "v")
+    await until(lambda: gui.camera_on, timeout=15, what="the camera from the V key")
+    await until(lambda: call.tiles[me].texture is not None, timeout=15, what="the self-view")
+    assert call.tiles[me].ids.camera_badge.opacity == 1
+
+    async with Node(data_dir=tmp_path / "bob", display_name="Bob Builder", bind="127.0.0.1:0") as bob:
+        channel = await bob.join(gui.channel.ticket())
+        bob_key = str(bob.identity.endpoint_id)
+        await until(lambda: bob_key in call.tiles, timeout=15, what="Bob's tile")
+        bob_video = await channel.start_video()
+        tile = call.tiles[bob_key]
+        # Bob mutes: the badge shows on his tile here.
+        voice = await channel.start_voice("none", "none")
+        voice.mute()
+        await until(lambda: tile.ids.mute_badge.opacity == 1, timeout=20, what="Bob's mute badge")
+        voice.mute(False)
+        await until(lambda: tile.ids.mute_badge.opacity == 0, timeout=20, what="Bob's mute badge to go")
+
+        # Bob shares a "screen" (the pattern as stream 2): its own tile, large, his tile badged.
+        source, size = await asyncio.to_thread(open_camera_source, "pattern:480x270")
+        await channel.start_screen(source, size=size)
+        share = f"{bob_key}:screen"
+        await until(
+            lambda: share in call.tiles and call.focused == share, timeout=15, what="Bob's share, large"
+        )
+        await until(lambda: call.tiles[share].texture is not None, timeout=30, what="Bob's screen pixels")
+        assert tile.ids.screen_badge.opacity == 1
+        assert call.tiles[share].parent is call.ids.stage.__self__
+        big, small = call.tiles[share], tile
+        assert big.width * big.height > 3 * small.width * small.height, (big.size, small.size)
+        await screenshot(kivy_window, "call-screen-share")
+        # Tap the share: back to the grid; tap Bob's camera tile: it is focused instead.
+        await tap(call.tiles[share])
+        await until(lambda: call.focused == "", what="the share back in the grid")
+        assert call.tiles[share].parent is call.ids.grid.__self__
+        await tap(tile)
+        await until(lambda: call.focused == bob_key, what="Bob's tile focused")
+        await tap(tile)
+        await until(lambda: call.focused == "", what="Bob's tile back in the grid")
+
+        # The app shares its own screen through the picker; Bob receives stream 2 from us.
+        await tap(call.ids.screen_button)
+        picker = gui.view("picker")
+        await until(lambda: picker.rows and not picker.loading, timeout=20, what="the share choices")
+        assert picker.ids.app_audio_button.disabled and "not available" in picker.app_audio_note
+        assert any(r.choice.kind == "display" and r.thumbnail is not None for r in picker.rows)
+        await screenshot(kivy_window, "share-picker")
+        display = next(r for r in picker.rows if r.choice.kind == "display")
+        await tap(display)
+        await until(lambda: gui.screen_on, timeout=15, what="our screen share")
+        ada = gui.channel.me
+        me_key = str(ada)
+        await until(
+            lambda: any(p == ada and s == SCREEN_STREAM and f is not None
+                        for (p, s), (_v, f) in bob_video.frames().items()),
+            timeout=40,
+            what="our screen at Bob",
+        )  # fmt: skip
+        assert f"{me_key}:screen" in call.tiles
+        await tap(call.ids.screen_button)  # "Stop share"
+        await until(
+            lambda: not gui.screen_on and f"{me_key}:screen" not in call.tiles, what="the share to stop"
+        )
+
+        # M starts the mic (muted=False), M again mutes; typing an M in the chat is just a letter.
+        await press_key(kivy_window, "m")
+        await until(lambda: gui.voice_on, timeout=10, what="the mic from the M key")
+        await press_key(kivy_window, "m")
+        await until(lambda: gui.muted, what="muted by the M key")
+        await until(lambda: call.tiles[me].ids.mute_badge.opacity == 1, what="my mute badge")
+        await tap(call.ids.chat_button)
+        panel = gui.view("chat")
+        await type_into(panel.ids.input, "")
+        await press_key(kivy_window, "m")
+        assert gui.muted, "M in a text field must not unmute"
+        await press_key(kivy_window, "escape")  # Esc closes the chat panel first...
+        await until(lambda: not call.chat_open, what="Esc to close the chat")
+        await channel.leave()
+    await press_key(kivy_window, "escape")  # ...then leaves the call, and never closes the app
+    await until(
+        lambda: gui.sm is not None and gui.sm.current == "home" and not gui.in_call, what="Esc to leave"
+    )
+    await press_key(kivy_window, "escape")
+    await asyncio.sleep(0.2)
+    assert gui.sm is not None and gui.sm.current == "home"
+
+
+def _qr_video(path: Path, text: str, frames: int = 20) -> Path:
+    """A short video whose every frame shows `text` as a QR code (what a camera pointed at it sees)."""
+    import av
+    import numpy as np
+
+    from kivy_app.qr import qr_matrix
+
+    modules = qr_matrix(text)
+    code = np.where(modules, 0, 255).astype(np.uint8).repeat(5, 0).repeat(5, 1)
+    picture = np.full((480, 640), 200, dtype=np.uint8)
+    y, x = (480 - code.shape[0]) // 2, (640 - code.shape[1]) // 2
+    picture[y : y + code.shape[0], x : x + code.shape[1]] = code
+    rgb = np.ascontiguousarray(np.repeat(picture[:, :, None], 3, axis=2))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.bit_rate = 2_000_000
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+async def test_scan_a_ticket_qr_code_to_join(gui: BiscApp, kivy_window: Any, tmp_path: Path) -> None:
+    home = gui.view("home")
+    # A QR code that is not a ticket: the scanner says so and keeps looking.
+    gui.options.scan_source = str(_qr_video(tmp_path / "other.mkv", "https://example.org/not-a-ticket"))
+    await tap(home.ids.scan_button)
+    sheet = gui.view("scan")
+    await until(lambda: "not a bisc ticket" in sheet.status, timeout=20, what="the not-a-ticket notice")
+    assert sheet.preview is not None
+    await screenshot(kivy_window, "scan")
+    await tap(sheet.ids.cancel_button)
+    await until(
+        lambda: sheet.get_parent_window() is None and sheet.scanner is None, what="the scanner to stop"
+    )
+
+    async with Node(data_dir=tmp_path / "bob", display_name="Bob Builder", bind="127.0.0.1:0") as bob:
+        channel = await bob.create_channel()
+        gui.options.scan_source = str(_qr_video(tmp_path / "ticket.mkv", channel.ticket().to_text()))
+        await tap(home.ids.scan_button)
+        await until(
+            lambda: gui.channel is not None and gui.in_call, timeout=30, what="joining from the QR code"
+        )
+        assert gui.channel is not None and gui.channel.topic_id == channel.topic_id
+        ada = gui.node.identity.endpoint_id if gui.node is not None else None
+        await until(lambda: ada in channel.members, timeout=15, what="Ada among Bob's members")
+        await go_home(gui)
+    gui.options.scan_source = None
+    # No camera to scan with: a readable error in the sheet, no crash.
+    gui.options.scan_source = "camera:/dev/no-such-camera"
+    await tap(home.ids.scan_button)
+    await until(lambda: "Cannot scan" in sheet.status, timeout=20, what="the no-camera message")
+    assert "Traceback" not in sheet.status
+    await tap(sheet.ids.cancel_button)
+    gui.options.scan_source = None
+
+
+async def test_bad_input_in_every_home_and_chat_field(gui: BiscApp, kivy_window: Any) -> None:
+    """Garbage in the name, ticket and chat fields: a readable message each time, never a crash."""
+    from bisc.proto.messages import MAX_CHAT
+
+    home = gui.view("home")
+    good_name = home.ids.name_input.text
+    bad_tickets = [
+        "   ",
+        "bisc1" + "a" * 20_000,
+        "\x00\x01\x02",
+        "bisc1" + "é" * 50,
+        "BISC1AAAA",
+        "hello world",
+    ]
+    for text in bad_tickets:
+        await type_into(home.ids.ticket_input, text)
+        await tap(home.ids.join_button)
+        await until(lambda: home.error, timeout=10, what=f"an error for ticket {text[:20]!r}")
+        assert home.error.startswith("Could not join: ") and "Traceback" not in home.error, home.error
+        assert len(home.error) < 400, home.error
+        assert not gui.in_call
+    await type_into(home.ids.ticket_input, "")
+    await type_into(home.ids.name_input, "x" * 500)  # the field stops at the longest name
+    assert home.ids.name_input.text == "x" * 64
+    for name in ["", "   ", "bad\x00name\x07"]:
+        await type_into(home.ids.name_input, name)
+        await tap(home.ids.create_button)
+        await until(lambda: home.error, timeout=10, what=f"an error for the name {name!r}")
+        assert home.error.startswith("Could not create a channel: "), home.error
+        assert not gui.in_call
+    await type_into(home.ids.name_input, good_name)
+    await tap(home.ids.create_button)
+    await until(lambda: gui.in_call and gui.bridge is not None, what="a channel")
+    assert gui.bridge is not None
+    call = gui.view("call")
+    await tap(call.ids.chat_button)
+    panel = gui.view("chat")
+    await type_into(panel.ids.input, "   ")  # blank: nothing is sent
+    await tap(panel.ids.send_button)
+    await type_into(panel.ids.input, "y" * (MAX_CHAT + 1))
+    await tap(panel.ids.send_button)
+    await until(lambda: "at most" in gui.message, what="the too-long notice")
+    assert gui.bridge.messages == []
+    await type_into(panel.ids.input, "emoji 🎉 and \u202e bidi")
+    await tap(panel.ids.send_button)
+    await until(lambda: len(gui.bridge.messages) == 1, what="the odd but valid message")
+    await go_home(gui)
+
+
+async def test_unreachable_peers_are_a_readable_error(gui: BiscApp, tmp_path: Path) -> None:
+    async with Node(data_dir=tmp_path / "gone", display_name="Gone", bind="127.0.0.1:0") as gone:
+        ticket = (await gone.create_channel()).ticket().to_text()
+    home = gui.view("home")  # the ticket is good, but nobody answers at its addresses any more
+    await type_into(home.ids.ticket_input, ticket)
+    await tap(home.ids.join_button)
+    await until(lambda: home.error, timeout=40, what="the join to give up")
+    assert home.error.startswith("Could not join: ") and "Traceback" not in home.error, home.error
+    assert "no answer" in home.error and home.error.count("ould not join") == 1, home.error
+    assert not gui.in_call and gui.sm is not None and gui.sm.current == "home"
+    assert not home.ids.join_button.disabled  # ready for another try
+    await type_into(home.ids.ticket_input, "")

@@ -187,9 +187,24 @@ def test_encoder_rejects_bad_input() -> None:
         OpusEncoder(bitrate=100)
     with pytest.raises(CodecError):
         OpusEncoder(expected_loss_percent=101)
-    # This FFmpeg's libopus encoder wrapper has no DTX option; asking for it is refused, not ignored.
-    with pytest.raises(CodecError):
-        OpusEncoder(dtx=True)
+
+
+
+@pytest.mark.skipif(not libopus_available(), reason="DTX talks to libopus directly")
+def test_dtx_sends_silence_as_tiny_packets_and_speech_as_usual() -> None:
+    enc, plain, dec = OpusEncoder(bitrate=64000, dtx=True), OpusEncoder(bitrate=64000), OpusDecoder()
+    tone = tone_frames(440.0, 25)
+    sizes = [len(enc.encode(f)) for f in tone]
+    assert min(sizes) > 40 and not enc.in_dtx  # speech is coded as without DTX
+    quiet = [enc.encode(np.zeros(FRAME_SAMPLES, dtype=np.int16)) for _ in range(40)]
+    # After a short hangover: tiny packets, with a comfort-noise update now and then.
+    assert enc.in_dtx and sum(len(p) <= 2 for p in quiet[-20:]) >= 16, [len(p) for p in quiet]
+    assert sum(len(p) for p in quiet[-20:]) < 200
+    assert all(len(plain.encode(np.zeros(FRAME_SAMPLES, dtype=np.int16))) > 20 for _ in range(40))
+    played = [dec.decode(p) for p in quiet[-20:]]
+    assert rms(np.concatenate(played)) < 50  # comfort noise at most, never a burst
+    back = [dec.decode(enc.encode(f)) for f in tone_frames(440.0, 10)]
+    assert abs(peak_hz(np.concatenate(back[-5:])) - 440.0) < 5  # and speech resumes at once
 
 
 # --- mixer --------------------------------------------------------------------------------------------

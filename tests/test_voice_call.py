@@ -223,3 +223,49 @@ async def test_microphone_can_be_started_and_stopped_mid_call(nodes: list[Node],
     await b.stop_voice()
     pcm = read_wav(tmp_path / "b.wav")
     assert abs(peak_hz(pcm) - 440.0) < 3
+
+
+async def test_dtx_call_sends_little_in_silence_and_keeps_the_speech(
+    nodes: list[Node], tmp_path: Path
+) -> None:
+    """--dtx / start_voice(dtx=True): speech, 2 s of silence, speech again; the silence costs a
+    fraction of the bytes, nothing counts as lost, and both stretches of speech arrive intact."""
+    import wave
+
+    t = np.arange(RATE) / RATE
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16)
+    speech_gap_speech = np.concatenate([tone, np.zeros(2 * RATE, dtype=np.int16), tone, tone])
+    source = tmp_path / "talk.wav"
+    with wave.open(str(source), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(speech_gap_speech.tobytes())
+    a, b = await channel_of(nodes, 2)
+    va = await a.start_voice(str(source), "none", dtx=True)
+    vb = await b.start_voice("none", str(tmp_path / "heard.wav"))
+    assert va.sender.encoder.dtx
+    sizes: list[tuple[float, int]] = []  # (seconds into the file, payload bytes) of what A sends
+    encode = va.sender.encoder.encode
+
+    def watched(pcm: object) -> bytes:
+        packet = encode(pcm)  # type: ignore[arg-type]
+        sizes.append((len(sizes) * 0.02, len(packet)))
+        return packet
+
+    va.sender.encoder.encode = watched  # type: ignore[method-assign]
+    await wait_until(lambda: len(sizes) >= 240, 15.0, "A to send the whole file")
+    await asyncio.sleep(1.0)
+    stats = vb.stats()[a.me]
+    await a.stop_voice()
+    await b.stop_voice()
+    speech = [n for s, n in sizes if s < 0.9]
+    quiet = [n for s, n in sizes if 1.4 < s < 2.9]
+    assert sum(quiet) / len(quiet) < 0.1 * sum(speech) / len(speech), (speech[:5], quiet[:20])
+    assert stats.loss_pct == 0.0 and stats.decode_errors == 0, stats
+    pcm = read_wav(tmp_path / "heard.wav")
+    loud = [
+        i for i in range(0, len(pcm) - 960, 960) if np.sqrt(np.mean(pcm[i : i + 960] ** 2)) > TONE_RMS * 0.5
+    ]
+    assert loud, "no speech was heard"
+    assert abs(peak_hz(pcm[loud[-1] - 40 * 960 : loud[-1]]) - 440.0) < 5  # the speech after the silence

@@ -7,6 +7,7 @@ MediaSession.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from bisc.app.video import SourceSpec, VideoCall
@@ -15,6 +16,7 @@ from bisc.errors import BiscError
 from bisc.media.sources import AudioSource
 from bisc.media.video_codec import VideoCodec
 from bisc.proto.media_control import CAMERA_STREAM, SCREEN_STREAM
+from bisc.proto.messages import MediaState
 
 if TYPE_CHECKING:
     from bisc.app.channel import Channel
@@ -36,12 +38,14 @@ class ChannelMedia:
         input_device: str | int | None = None,
         output_device: str | int | None = None,
         quality: str = "medium",
+        dtx: bool = False,
     ) -> VoiceCall:
         """Join the channel's voice call.
 
         audio_in: "mic", "tone", "tone:HZ", a WAV file, "none" (listen only) or an AudioSource;
         audio_out: "speaker", a WAV file or "none"; device names or indexes as `bisc devices` lists
-        them (`device` for both directions). AudioError if a device cannot be opened."""
+        them (`device` for both directions); dtx: send silence as 1-byte packets. AudioError if a
+        device cannot be opened."""
         if self._closed:
             raise BiscError("the channel is closed")
         if self.voice is not None:
@@ -53,6 +57,7 @@ class ChannelMedia:
             input_device=input_device if input_device is not None else device,
             output_device=output_device if output_device is not None else device,
             quality=quality,
+            dtx=dtx,
         )
         await call.start()
         self.voice = call
@@ -103,6 +108,21 @@ class ChannelMedia:
     async def stop_screen(self) -> None:
         if self.video is not None:
             await self.video.stop_stream(SCREEN_STREAM)
+
+    def media_state(self) -> MediaState:
+        """What this node sends now: muted or not, camera and screen on or off."""
+        voice, video = self.voice, self.video
+        return MediaState(
+            audio_muted=voice.muted if voice is not None else False,
+            video_enabled=video is not None and video.sending(CAMERA_STREAM),
+            screen_sharing=video is not None and video.sending(SCREEN_STREAM),
+        )
+
+    def announce_media_state(self) -> None:
+        """Tell the channel the whole media state (one message carries all of it: a mute must not
+        clear the camera flag, nor a camera change the mute)."""
+        with contextlib.suppress(BiscError):
+            self._channel()._broadcast(self.media_state())
 
     def _channel(self) -> Channel:
         from bisc.app.channel import Channel

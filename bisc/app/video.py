@@ -25,10 +25,9 @@ from bisc.identity import EndpointId
 from bisc.media.video_codec import CLOCK_RATE, CODECS, VideoCodec
 from bisc.media.video_ladder import AUDIO_RESERVE
 from bisc.media.video_receiver import VideoReceiver, VideoStats
-from bisc.media.video_sender import SEND_DEADLINE, VideoSender
+from bisc.media.video_sender import KEYFRAME_SEND_DEADLINE, SEND_DEADLINE, VideoSender
 from bisc.media.video_types import DecodedFrame, VideoFrameIn, VideoSourceError
 from bisc.proto.media_control import CAMERA_STREAM, SCREEN_STREAM, StreamOffer, StreamReport
-from bisc.proto.messages import MediaState
 
 if TYPE_CHECKING:
     from bisc.app.channel import Channel
@@ -79,6 +78,9 @@ class _LocalVideo:
         self.datagram_size = 1200  # refreshed by the loop: the capture thread must not walk the links
         self.stale = 0
         self.errors = 0
+        # The newest captured frame for a self-view, with a version that grows with each one: one
+        # reference swapped whole per frame (no copy), read by the UI on its own schedule.
+        self.latest: tuple[int, VideoFrameIn | None] = (0, None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"bisc-capture-{name}", daemon=True)
 
@@ -148,6 +150,7 @@ class _LocalVideo:
             next_at += period
             try:
                 frame = source.read_frame()
+                self.latest = (self.latest[0] + 1, frame)
                 datagrams = self.sender.packetize(frame, now, self.datagram_size)
             except Exception as exc:  # a source or encoder failure must not kill the thread silently
                 self.errors += 1
@@ -158,7 +161,10 @@ class _LocalVideo:
                 continue
             if datagrams:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
-                    loop.call_soon_threadsafe(self._send, datagrams, now + SEND_DEADLINE)
+                    # The deadline runs from when the frame is ready: a slow encode (a big screen on
+                    # a busy machine) must still get its frames out, just at a lower rate.
+                    wait = KEYFRAME_SEND_DEADLINE if self.sender.last_had_keyframe else SEND_DEADLINE
+                    loop.call_soon_threadsafe(self._send, datagrams, time.monotonic() + wait)
 
     def _send(self, datagrams: list[bytes], deadline: float) -> None:
         if time.monotonic() > deadline:
@@ -236,19 +242,16 @@ class VideoCall:
     def sending(self, stream_id: int) -> bool:
         return stream_id in self._local
 
+    def local_frames(self) -> dict[int, tuple[int, VideoFrameIn | None]]:
+        """The newest captured frame of each stream we send (a self-view), with its version."""
+        return {sid: local.latest for sid, local in self._local.items()}
+
     def sender(self, stream_id: int) -> VideoSender | None:
         local = self._local.get(stream_id)
         return local.sender if local else None
 
     def _announce(self) -> None:
-        voice = self.channel.voice
-        state = MediaState(
-            audio_muted=voice.muted if voice is not None else False,
-            video_enabled=CAMERA_STREAM in self._local,
-            screen_sharing=SCREEN_STREAM in self._local,
-        )
-        with contextlib.suppress(BiscError):
-            self.channel._broadcast(state)
+        self.channel.announce_media_state()
 
     # -- receiving (StreamAcceptor) --------------------------------------------------
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bisc.app.voice_events import MediaStats, SpeakingChanged
-from bisc.errors import BiscError
 from bisc.identity import EndpointId
 from bisc.media.audio_endpoints import AudioEndpoint, open_capture, open_playout
 from bisc.media.mixer import mix
@@ -29,7 +28,6 @@ from bisc.media.sources import AudioSource
 from bisc.media.voice_receiver import VoiceReceiver, VoiceStats
 from bisc.media.voice_sender import QUALITY_BITRATES, SEND_DEADLINE, VoiceSender
 from bisc.proto.media_control import OPUS, VOICE_STREAM, StreamOffer, StreamReport
-from bisc.proto.messages import MediaState
 
 if TYPE_CHECKING:
     from bisc.app.channel import Channel
@@ -66,6 +64,7 @@ class VoiceCall:
         input_device: str | int | None = None,
         output_device: str | int | None = None,
         quality: str = "medium",
+        dtx: bool = False,
     ) -> None:
         if quality not in QUALITY_BITRATES:
             raise AudioError(f"unknown audio quality {quality!r}: use {', '.join(QUALITY_BITRATES)}")
@@ -76,7 +75,7 @@ class VoiceCall:
         self._audio_out = audio_out
         self._input_device = input_device
         self._output_device = output_device
-        self.sender = VoiceSender(bitrate=QUALITY_BITRATES[quality])
+        self.sender = VoiceSender(bitrate=QUALITY_BITRATES[quality], dtx=dtx)
         self.stream_id = VOICE_STREAM
         # Read by the playout thread: replaced whole, never mutated in place.
         self._mix: tuple[tuple[EndpointId, VoiceReceiver], ...] = ()
@@ -229,8 +228,7 @@ class VoiceCall:
         if muted == self.sender.muted:
             return
         self.sender.muted = muted
-        with contextlib.suppress(BiscError):
-            self.channel._broadcast(MediaState(audio_muted=muted))
+        self.channel.announce_media_state()
         if not muted:  # the media clock moved on: give receivers the new mapping at once
             self._loop.call_later(0.05, self.session.report_now)
 

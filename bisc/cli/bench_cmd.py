@@ -9,15 +9,17 @@ from typing import Any
 
 from bisc.bench import files as files_bench
 from bisc.bench import gossip as gossip_bench
+from bisc.bench import gui as gui_bench
 from bisc.bench import join as join_bench
 from bisc.bench import video as video_bench
 from bisc.bench import voice as voice_bench
 from bisc.bench.hotpaths import BenchConfig, run, targets
 from bisc.cli.output import print_json, table
 
-SUITES = ("hotpaths", "join", "gossip", "files", "voice", "video")
+SUITES = ("hotpaths", "join", "gossip", "files", "voice", "video", "gui")
 # voice takes minutes in full (and needs the bench extra and espeak-ng for its quality table): opt-in;
-# so does video (a few minutes in full, under a minute with --quick; aiortc from the bench extra).
+# so does video (a few minutes in full, under a minute with --quick; aiortc from the bench extra),
+# and gui (a Kivy window: the gui extra, and Xvfb when there is no DISPLAY).
 DEFAULT_SUITES = ("hotpaths", "join", "gossip", "files")
 
 
@@ -35,8 +37,10 @@ def register(commands: Any) -> None:
         "hashing), voice (call delay, PESQ against aiortc under loss, CPU of a 3-peer call; "
         "a few minutes, under a minute with --quick; needs the bench extra and espeak-ng for "
         "the PESQ table), video (glass-to-glass delay at 720p, codec CPU per stream, the largest 360p "
-        "mesh this machine holds, bisc vs aiortc; a few minutes, under a minute with --quick); "
-        "default: all but voice and video",
+        "mesh this machine holds, bisc vs aiortc; a few minutes, under a minute with --quick), "
+        "gui (the Kivy call screen in a window with 4 peers sending 720p: redraws/s, uploads/s per "
+        "tile, decoded-to-uploaded delay, upload cost, CPU; about a minute, 2 peers at 360p with "
+        "--quick; needs the gui extra and a DISPLAY or Xvfb); default: all but voice, video and gui",
     )
     parser.set_defaults(run=run_bench)
 
@@ -90,6 +94,10 @@ def run_bench(args: argparse.Namespace) -> int:
         report["video"] = video_bench.run(quick=args.quick)
         if not args.json:
             print(video_bench.format_report(report["video"]))
+    if "gui" in suites:
+        report["gui"] = gui_bench.run(quick=args.quick)
+        if not args.json:
+            print(gui_bench.format_report(report["gui"]))
     if args.json:
         print_json(report)
     return 0

@@ -38,6 +38,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     voice.add_argument("--audio-device", metavar="NAME|INDEX", help="device for both (see `bisc devices`)")
     voice.add_argument("--quality", choices=("low", "medium", "high"), default="medium", help="audio bitrate")
+    voice.add_argument("--dtx", action="store_true", help="send silence as 1-byte packets (saves bandwidth)")
     video = parser.add_argument_group("video")
     video.add_argument(
         "--video", metavar="camera[:DEV]|pattern[:WxH]|FILE|none", help="camera stream to send"
@@ -69,6 +70,7 @@ def _options(args: argparse.Namespace) -> SessionOptions:
         audio_out=(args.audio_out or "speaker") if voice else None,
         audio_device=args.audio_device,
         quality=args.quality,
+        dtx=args.dtx,
         video=args.video,
         screen=args.screen,
         video_out=args.video_out,

@@ -50,6 +50,7 @@ class SessionOptions:
     audio_out: str | None = None
     audio_device: str | None = None
     quality: str = "medium"
+    dtx: bool = False
     video: str | None = None  # camera|pattern[:WxH]|FILE|none
     screen: str | None = None  # display[:N]|window:TITLE|none
     video_out: str | None = None  # DIR for PNG snapshots and stats, or none
@@ -140,7 +141,11 @@ async def run_session(node: Node, channel: Channel, printer: Printer, options: S
     if options.audio_in is not None and options.audio_out is not None:
         try:
             call = await channel.start_voice(
-                options.audio_in, options.audio_out, device=options.audio_device, quality=options.quality
+                options.audio_in,
+                options.audio_out,
+                device=options.audio_device,
+                quality=options.quality,
+                dtx=options.dtx,
             )
         except BiscError as exc:
             printer.error(f"cannot start voice: {exc}")

@@ -91,10 +91,22 @@ class OpusEncoder:
             "fec": "1" if fec else "0",
             "packet_loss": str(expected_loss_percent),
         }
+        self.bitrate = bitrate
+        self.fec = fec
+        self.expected_loss_percent = expected_loss_percent
+        self.dtx = dtx
+        self._direct: _LibopusEncoderBackend | None = None
+        self._pending: deque[bytes] = deque(maxlen=8)
         if dtx:
-            # FFmpeg's libopusenc wrapper (as bundled with PyAV 18) has no "dtx" option: it would be
-            # silently ignored, so refuse instead of pretending.
-            options["dtx"] = "1"
+            # FFmpeg's libopusenc wrapper (as bundled with PyAV 18) has no "dtx" option, so DTX talks
+            # to libopus itself, with the same settings as below.
+            lib = _libopus()
+            if lib is None:
+                raise CodecError(
+                    "DTX needs libopus (bundled with PyAV, or the system's), which was not found"
+                )
+            self._direct = _LibopusEncoderBackend(lib, bitrate, fec, expected_loss_percent)
+            return
         ctx = av.CodecContext.create("libopus", "w")
         ctx.sample_rate = SAMPLE_RATE
         ctx.layout = "mono"
@@ -110,15 +122,17 @@ class OpusEncoder:
             raise CodecError(f"the libopus encoder does not support the options {sorted(unused)}")
         self._ctx = ctx
         self._pts = 0
-        self._pending: deque[bytes] = deque(maxlen=8)
-        self.bitrate = bitrate
-        self.fec = fec
-        self.expected_loss_percent = expected_loss_percent
-        self.dtx = dtx
+
+    @property
+    def in_dtx(self) -> bool:
+        """Whether the last frame was silence sent as DTX (a packet of a byte or two)."""
+        return self._direct is not None and self._direct.last_size <= DTX_PACKET_BYTES
 
     def encode(self, pcm: Pcm | bytes) -> bytes:
-        """Encode one 960-sample frame and return its Opus packet."""
+        """Encode one 960-sample frame and return its Opus packet (with DTX, 1-2 bytes in silence)."""
         frame_pcm = to_pcm_frame(pcm)
+        if self._direct is not None:
+            return self._direct.encode(frame_pcm)
         frame = av.AudioFrame.from_ndarray(frame_pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
@@ -164,6 +178,24 @@ def _find_libopus() -> ctypes.CDLL | None:
             lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
             lib.opus_strerror.restype = ctypes.c_char_p
             lib.opus_strerror.argtypes = [ctypes.c_int]
+            lib.opus_encoder_create.restype = ctypes.c_void_p
+            lib.opus_encoder_create.argtypes = [
+                ctypes.c_int32,
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.POINTER(ctypes.c_int),
+            ]
+            lib.opus_encode.restype = ctypes.c_int32
+            lib.opus_encode.argtypes = [
+                ctypes.c_void_p,
+                ctypes.POINTER(ctypes.c_int16),
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int32,
+            ]
+            lib.opus_encoder_destroy.restype = None
+            lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
+            lib.opus_encoder_ctl.restype = ctypes.c_int  # variadic: arguments passed as c_int
         except (OSError, AttributeError):
             continue
         return lib
@@ -216,6 +248,61 @@ class _LibopusBackend:
         if self._handle is not None:
             self._lib.opus_decoder_destroy(self._handle)
             self._handle = None
+
+
+# opus_defines.h
+_OPUS_APPLICATION_VOIP = 2048
+_OPUS_SET_BITRATE = 4002
+_OPUS_SET_VBR = 4006
+_OPUS_SET_INBAND_FEC = 4012
+_OPUS_SET_PACKET_LOSS_PERC = 4014
+_OPUS_SET_DTX = 4016
+DTX_PACKET_BYTES = 2  # what libopus emits for a frame of silence under DTX (the TOC byte, or two)
+
+
+class _LibopusEncoderBackend:
+    """The encoder through libopus directly, for what FFmpeg's wrapper cannot set (DTX).
+
+    A DTX packet is still sent every 20 ms: it keeps the sequence and the receiver's statistics
+    whole, and decoders take it as "keep the comfort noise going"; it saves the payload bytes."""
+
+    def __init__(self, lib: ctypes.CDLL, bitrate: int, fec: bool, loss_percent: int) -> None:
+        self._lib = lib
+        err = ctypes.c_int(0)
+        handle = lib.opus_encoder_create(SAMPLE_RATE, 1, _OPUS_APPLICATION_VOIP, ctypes.byref(err))
+        if err.value != 0 or not handle:
+            raise CodecError(f"cannot create the libopus encoder: {lib.opus_strerror(err.value).decode()}")
+        self._handle = ctypes.c_void_p(handle)
+        for request, value in (
+            (_OPUS_SET_BITRATE, bitrate),
+            (_OPUS_SET_VBR, 1),
+            (_OPUS_SET_INBAND_FEC, 1 if fec else 0),
+            (_OPUS_SET_PACKET_LOSS_PERC, loss_percent),
+            (_OPUS_SET_DTX, 1),
+        ):
+            code = lib.opus_encoder_ctl(self._handle, ctypes.c_int(request), ctypes.c_int(value))
+            if code != 0:
+                self.close()
+                raise CodecError(f"libopus refused setting {request}: {lib.opus_strerror(code).decode()}")
+        self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+        self.last_size = MAX_PACKET_BYTES
+
+    def encode(self, pcm: Pcm) -> bytes:
+        samples = np.ascontiguousarray(pcm, dtype=np.int16)
+        ptr = samples.ctypes.data_as(ctypes.POINTER(ctypes.c_int16))
+        n = self._lib.opus_encode(self._handle, ptr, FRAME_SAMPLES, self._out, MAX_PACKET_BYTES)
+        if n < 0:
+            raise CodecError(f"Opus encoding failed: {self._lib.opus_strerror(n).decode()}")
+        self.last_size = n
+        return self._out.raw[:n]
+
+    def close(self) -> None:
+        if self._handle:
+            self._lib.opus_encoder_destroy(self._handle)
+            self._handle = ctypes.c_void_p(None)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _PyAVBackend:

@@ -57,6 +57,14 @@ def from_yuv420p(yuv: Image, pixel_format: PixelFormat = "rgb24") -> Image:
     return cast(Image, frame.to_ndarray(format=pixel_format))
 
 
+def to_rgb_preview(frame: VideoFrameIn, max_width: int) -> Image:
+    """A frame as rgb24 no wider than `max_width` (a self-view: one swscale pass scales and converts)."""
+    src = av_frame_from(frame)
+    width = min(frame.width, max_width) & ~1
+    height = max(2, round(frame.height * width / frame.width)) & ~1
+    return cast(Image, src.reformat(width=width, height=height, format="rgb24").to_ndarray())
+
+
 def rgb_to_yuv420p_np(rgb: Image, bgr: bool = False) -> Image:
     """Reference numpy RGB (or BGR, 3 or 4 channels) to yuv420p conversion, BT.601 limited range."""
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):

@@ -139,6 +139,7 @@ class ScreenSource:
             self._desktop.close()
             raise ScreenCaptureError(f"cannot open the screen for capture: {exc}") from exc
         self._bounds = monitors[0]
+        self.display_count = len(monitors) - 1  # mss lists all displays together first
         self._window: WindowInfo | None = None
         self._window_checked = 0.0
         try:

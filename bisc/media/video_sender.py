@@ -25,6 +25,8 @@ KEYFRAME_MIN_INTERVAL = 0.15
 # bitrate only follows the estimate in steps of at least this fraction.
 BITRATE_STEP = 0.2
 SEND_DEADLINE = 0.2  # video older than this when it reaches the network is dropped
+# ...except a keyframe: every later picture needs it, so a late one beats a freeze until the next.
+KEYFRAME_SEND_DEADLINE = 1.0
 START_BPS = 600_000
 
 
@@ -56,6 +58,7 @@ class VideoSender:
         self.clock: tuple[int, float] | None = None  # (timestamp, capture time) of the newest frame
         self.frames_encoded = 0
         self.keyframes = 0
+        self.last_had_keyframe = False  # whether the last packetize() carried a keyframe
         self.bytes_encoded = 0
         self.too_large = 0
         # Under loss a keyframe of many fragments is likely to lose one and be useless, and the
@@ -94,6 +97,7 @@ class VideoSender:
             if force:
                 self._keyframe_wanted = False
             encoded = self.encoder.encode(frame, force_keyframe=force)
+            self.last_had_keyframe = any(enc.keyframe for enc in encoded)
             datagrams: list[bytes] = []
             for enc in encoded:
                 ts = (self._ts_base + enc.pts) & 0xFFFFFFFF

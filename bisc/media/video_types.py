@@ -10,7 +10,8 @@ repacking is needed between a source, the encoder and the decoder:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -125,7 +126,10 @@ class EncodedFrame:
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
-    """One decoded picture, ready for a texture upload in ``pixel_format`` (``rgb24`` by default)."""
+    """One decoded picture, ready for a texture upload in ``pixel_format`` (``rgb24`` by default).
+
+    ``decoded_at`` is ``time.monotonic()`` when the picture was made (after colour conversion): the
+    renderer's delay is measured from it."""
 
     data: Image
     pixel_format: PixelFormat
@@ -133,3 +137,4 @@ class DecodedFrame:
     height: int
     pts: int | None
     keyframe: bool
+    decoded_at: float = field(default_factory=time.monotonic, compare=False)

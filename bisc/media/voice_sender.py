@@ -27,10 +27,15 @@ QUALITY_BITRATES = {"low": 24000, "medium": 64000, "high": 96000}
 
 class VoiceSender:
     def __init__(
-        self, *, bitrate: int = QUALITY_BITRATES["medium"], rng: random.Random | None = None
+        self,
+        *,
+        bitrate: int = QUALITY_BITRATES["medium"],
+        dtx: bool = False,
+        rng: random.Random | None = None,
     ) -> None:
         rng = rng or random.Random()
-        self.encoder = OpusEncoder(bitrate=bitrate, fec=True, expected_loss_percent=10)
+        # DTX: silence goes out as 1-byte packets (still one per frame, so nothing looks lost).
+        self.encoder = OpusEncoder(bitrate=bitrate, fec=True, expected_loss_percent=10, dtx=dtx)
         self.stream_id = VOICE_STREAM
         self.muted = False
         self.level_dbfs = -120.0

@@ -1,5 +1,8 @@
 """The call: a responsive grid of tiles (video, or initials), speaking and mute marks, the controls bar.
 
+A screen share gets a tile of its own and comes up large (the stage) with the others in a strip; a
+tap on any tile focuses it, a tap on the focused one puts it back in the grid.
+
 Video: every frame tick the screen reads `bridge.frames()` (the newest picture per peer) and a tile
 uploads a texture only when that picture's version changed; the decoder's older pictures are
 never queued (newest wins)."""
@@ -12,17 +15,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from kivy.clock import Clock
 from kivy.graphics.texture import Texture
-from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, StringProperty
+from kivy.properties import BooleanProperty, ColorProperty, NumericProperty, ObjectProperty, StringProperty
+from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
 from kivy.uix.screenmanager import Screen
 
 from bisc.media.video_types import DecodedFrame
+from kivy_app.bridge import screen_key
 
 if TYPE_CHECKING:
     from kivy_app.app import BiscApp
 
 VIDEO_FPS = 30
+MAX_VIDEO_INTERVAL = 0.5  # seconds: even a very slow renderer shows two pictures a second
 TILE_ASPECT = 16 / 9
 
 
@@ -39,14 +46,38 @@ def best_columns(count: int, width: float, height: float, aspect: float = TILE_A
     return best
 
 
-class PeerTile(FloatLayout):  # type: ignore[misc]
+def tile_infos(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tiles of the call: one per member (camera or initials), plus one per screen share."""
+    tiles: list[dict[str, Any]] = []
+    for info in members:
+        tiles.append(info | {"is_screen": False})
+        if info["screen"]:
+            owner = "Your" if info["me"] else f"{info['name']}'s"
+            share = {"key": screen_key(info["key"]), "name": f"{owner} screen", "is_screen": True}
+            tiles.append(info | share)
+    return tiles
+
+
+class TileBadge(Label):  # type: ignore[misc]
+    """A small label on a tile, on a rounded pill of colour `bg` (call.kv)."""
+
+    bg = ColorProperty((0.0, 0.0, 0.0, 0.0))
+
+
+class PeerTile(ButtonBehavior, FloatLayout):  # type: ignore[misc]
+    """A member's camera (or initials), or a screen share; a tap focuses it (tap again: back to the grid)."""
+
     key = StringProperty("")
     name = StringProperty("")
     initials = StringProperty("")
     me = BooleanProperty(False)
     muted = BooleanProperty(False)
     speaking = BooleanProperty(False)
-    video = BooleanProperty(False)  # the peer says its camera is on
+    video = BooleanProperty(False)  # the peer says its camera is on (a screen tile: the share is on)
+    sharing = BooleanProperty(False)  # the peer shares a screen (the badge on its camera tile)
+    is_screen = BooleanProperty(False)
+    quality = StringProperty("")  # "", good, fair, poor: the link to this peer
+    focused = BooleanProperty(False)
     texture = ObjectProperty(None, allownone=True)
     version: Any = None
 
@@ -55,9 +86,12 @@ class PeerTile(FloatLayout):  # type: ignore[misc]
         self.name = info["name"]
         self.initials = info["initials"]
         self.me = info["me"]
-        self.muted = info["muted"]
-        self.speaking = info["speaking"]
-        self.video = info["video"] or info["screen"]
+        self.is_screen = info["is_screen"]
+        self.muted = info["muted"] and not self.is_screen
+        self.speaking = info["speaking"] and not self.is_screen
+        self.video = info["screen"] if self.is_screen else info["video"]
+        self.sharing = info["screen"] and not self.is_screen
+        self.quality = "" if info["me"] or self.is_screen else info.get("quality", "")
 
     def show_frame(self, version: Any, frame: DecodedFrame) -> None:
         if version == self.version:
@@ -69,7 +103,19 @@ class PeerTile(FloatLayout):  # type: ignore[misc]
             texture = Texture.create(size=size, colorfmt="rgb")
             texture.flip_vertical()  # decoded rows go top-down
         data = np.ascontiguousarray(frame.data)
+        from time import monotonic  # imported here: this method is the GUI bench's only hook in the module
+
+        started = monotonic()
         texture.blit_buffer(data.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        done = monotonic()
+        # Always on and bounded: (uploaded at, decoded -> uploaded, upload cost) in seconds, per tile;
+        # `bisc bench --suite gui` drains it.
+        log = getattr(self, "upload_log", None)
+        if log is None:
+            from collections import deque
+
+            log = self.upload_log = deque(maxlen=256)
+        log.append((done, done - frame.decoded_at, done - started))
         if texture is self.texture:
             self.canvas.ask_update()
             self.ids.video.canvas.ask_update()
@@ -96,10 +142,13 @@ class CallScreen(Screen):  # type: ignore[misc]
     wide = BooleanProperty(True)  # room for the chat panel beside the tiles
     unread = NumericProperty(0)
     member_count = NumericProperty(1)
+    focused = StringProperty("")  # the tile shown large ("": all in the grid)
+    tile_count = NumericProperty(0)
 
     def __init__(self, app: BiscApp, **kwargs: Any) -> None:
         self.app = app
         self.tiles: dict[str, PeerTile] = {}
+        self._unfocused: set[str] = set()  # screen shares the user put back in the grid
         self._bridge: Any = None
         self._video_event: Any = None
         super().__init__(name="call", **kwargs)
@@ -116,8 +165,11 @@ class CallScreen(Screen):  # type: ignore[misc]
         self._bridge = bridge
         self.set_chat(False)
         for tile in list(self.tiles.values()):
-            self.ids.grid.remove_widget(tile)
+            if tile.parent is not None:
+                tile.parent.remove_widget(tile)
         self.tiles.clear()
+        self._unfocused.clear()
+        self.focused = ""
         if bridge is not None:
             bridge.bind(members=self._on_members, unread=self._on_unread)
             self._on_members(bridge, bridge.members)
@@ -126,24 +178,57 @@ class CallScreen(Screen):  # type: ignore[misc]
         self.unread = count
 
     def _on_members(self, _bridge: object, members: list[dict[str, Any]]) -> None:
-        grid = self.ids.grid
-        wanted = {m["key"] for m in members}
+        infos = tile_infos(members)
+        wanted = {t["key"] for t in infos}
         for key in [k for k in self.tiles if k not in wanted]:
-            grid.remove_widget(self.tiles.pop(key))
-        for info in members:
+            tile = self.tiles.pop(key)
+            if tile.parent is not None:
+                tile.parent.remove_widget(tile)
+        self._unfocused &= wanted
+        for info in infos:
             tile = self.tiles.get(info["key"])
             if tile is None:
                 tile = PeerTile()
+                tile.bind(on_release=lambda t: self.toggle_focus(t.key))
                 self.tiles[info["key"]] = tile
-                grid.add_widget(tile)
+                self.ids.grid.add_widget(tile)
             tile.update(info)
         self.member_count = len(members)
+        if self.focused not in self.tiles:
+            self.focused = ""
+        if not self.focused:  # a screen share comes up large unless the user put it back
+            shares = [t["key"] for t in infos if t["is_screen"] and not t["me"]]
+            shares = [key for key in shares if key not in self._unfocused]
+            if shares:
+                self.focused = shares[-1]
+        self._place()
+
+    def toggle_focus(self, key: str) -> None:
+        """Tap a tile: it fills the stage and the others make a strip; tap it again to go back."""
+        if self.focused == key:
+            self._unfocused.add(key)
+            self.focused = ""
+        elif key in self.tiles:
+            self.focused = key
+        self._place()
+
+    def _place(self) -> None:
+        # ids are weak proxies: compare (and re-parent into) the widgets themselves
+        grid, stage = self.ids.grid.__self__, self.ids.stage.__self__
+        for key, tile in self.tiles.items():
+            tile.focused = key == self.focused
+            target = stage if tile.focused else grid
+            if tile.parent is not target:
+                if tile.parent is not None:
+                    tile.parent.remove_widget(tile)
+                target.add_widget(tile)
+        self.tile_count = len(self.tiles)
         grid.relayout()
 
     # -- video ---------------------------------------------------------------
     def on_enter(self, *_args: object) -> None:
         if self._video_event is None:
-            self._video_event = Clock.schedule_interval(self._poll_video, 1 / VIDEO_FPS)
+            self._video_event = Clock.schedule_once(self._poll_video, 1 / VIDEO_FPS)
 
     def on_leave(self, *_args: object) -> None:
         if self._video_event is not None:
@@ -151,6 +236,11 @@ class CallScreen(Screen):  # type: ignore[misc]
             self._video_event = None
 
     def _poll_video(self, _dt: float) -> None:
+        # Every new picture costs a redraw, and a redraw blocks the loop the network also runs on
+        # for as long as the buffer swap takes (software GL: a tenth of a second or more). So the
+        # pictures come at most as often as keeps drawing under a third of the time.
+        interval = min(MAX_VIDEO_INTERVAL, max(1 / VIDEO_FPS, 3 * self.app.draw_cost.value))
+        self._video_event = Clock.schedule_once(self._poll_video, interval)
         if self._bridge is None:
             return
         frames = self._bridge.frames()
@@ -167,6 +257,13 @@ class CallScreen(Screen):  # type: ignore[misc]
 
     def toggle_camera(self) -> None:
         self.app.spawn(self.app.toggle_camera(), what="Camera")
+
+    def share_screen(self) -> None:
+        """Open the picker (displays and windows); while sharing, the button stops the share."""
+        if self.app.screen_on:
+            self.app.spawn(self.app.stop_screen_share(), what="Screen sharing")
+        else:
+            self.app.view("picker").show()
 
     def invite(self) -> None:
         self.app.view("invite").show()

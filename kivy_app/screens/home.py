@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kivy.properties import BooleanProperty, ListProperty, StringProperty
@@ -9,6 +10,8 @@ from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 
+from bisc.errors import BiscError
+from kivy_app.prefs import storage_dir
 from kivy_app.recent import RecentChannel
 
 if TYPE_CHECKING:
@@ -25,11 +28,32 @@ class HomeScreen(Screen):  # type: ignore[misc]
     error = StringProperty("")  # shown under the join field: bad ticket, unreachable peers...
     recent = ListProperty()  # dicts: topic, ticket, title, detail
     working = BooleanProperty(False)
+    storage_suggestion = StringProperty("")  # first run: where downloads would go
+    storage_error = StringProperty("")
 
     def __init__(self, app: BiscApp, **kwargs: Any) -> None:
         self.app = app
         super().__init__(name="home", **kwargs)
         self.ids.name_input.text = app.display_name
+        self.storage_suggestion = str(storage_dir(app.paths, app.settings))
+        self.storage_card = self.ids.storage_question.__self__  # ids are weak: keep it once removed
+        if not app.storage_question_pending():
+            self.ids.form.remove_widget(self.storage_card)
+        if app.settings_problem():
+            app.notify("Your settings could not be read, so bisc uses the defaults (details in Settings).")
+
+    # -- first run: where downloads go (asked once, answered with one tap) --------
+    def accept_storage(self, folder: str | None = None) -> None:
+        try:
+            self.app.answer_storage_question(self.storage_suggestion if folder is None else folder)
+        except BiscError as exc:
+            self.storage_error = str(exc)
+            return
+        self.storage_error = ""
+        self.ids.form.remove_widget(self.storage_card)
+
+    def choose_storage(self) -> None:
+        self.app.view("settings").picker.choose(Path(self.storage_suggestion), self.accept_storage)
 
     def on_pre_enter(self, *_args: object) -> None:
         self.refresh_recent()
