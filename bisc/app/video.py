@@ -161,10 +161,10 @@ class _LocalVideo:
                 continue
             if datagrams:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
-                    # The deadline runs from when the frame is ready: a slow encode (a big screen on
-                    # a busy machine) must still get its frames out, just at a lower rate.
+                    # Stale video is dropped, but a keyframe gets longer: every later picture needs
+                    # it, and a slow encode (a big screen on a busy machine) must still get one out.
                     wait = KEYFRAME_SEND_DEADLINE if self.sender.last_had_keyframe else SEND_DEADLINE
-                    loop.call_soon_threadsafe(self._send, datagrams, time.monotonic() + wait)
+                    loop.call_soon_threadsafe(self._send, datagrams, now + wait)
 
     def _send(self, datagrams: list[bytes], deadline: float) -> None:
         if time.monotonic() > deadline:
