@@ -25,7 +25,7 @@ from bisc.identity import EndpointId
 from bisc.media.video_codec import CLOCK_RATE, CODECS, VideoCodec
 from bisc.media.video_ladder import AUDIO_RESERVE
 from bisc.media.video_receiver import VideoReceiver, VideoStats
-from bisc.media.video_sender import KEYFRAME_SEND_DEADLINE, SEND_DEADLINE, VideoSender
+from bisc.media.video_sender import SEND_DEADLINE, VideoSender
 from bisc.media.video_types import DecodedFrame, VideoFrameIn, VideoSourceError
 from bisc.proto.media_control import CAMERA_STREAM, SCREEN_STREAM, StreamOffer, StreamReport
 
@@ -161,10 +161,12 @@ class _LocalVideo:
                 continue
             if datagrams:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: shutting down
-                    # Stale video is dropped, but a keyframe gets longer: every later picture needs
-                    # it, and a slow encode (a big screen on a busy machine) must still get one out.
-                    wait = KEYFRAME_SEND_DEADLINE if self.sender.last_had_keyframe else SEND_DEADLINE
-                    loop.call_soon_threadsafe(self._send, datagrams, now + wait)
+                    # Stale video is dropped 200 ms after capture, but a keyframe's time runs from when
+                    # it is ready: every later picture needs it, and a slow encode (a big screen on a
+                    # busy machine) must still get one out. (Giving keyframes a whole second instead
+                    # queued deltas behind late ones: 720p glass-to-glass p50 74 -> 128 ms.)
+                    ready = time.monotonic() if self.sender.last_had_keyframe else now
+                    loop.call_soon_threadsafe(self._send, datagrams, ready + SEND_DEADLINE)
 
     def _send(self, datagrams: list[bytes], deadline: float) -> None:
         if time.monotonic() > deadline:

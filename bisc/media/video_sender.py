@@ -25,8 +25,6 @@ KEYFRAME_MIN_INTERVAL = 0.15
 # bitrate only follows the estimate in steps of at least this fraction.
 BITRATE_STEP = 0.2
 SEND_DEADLINE = 0.2  # video older than this when it reaches the network is dropped
-# ...except a keyframe: every later picture needs it, so a late one beats a freeze until the next.
-KEYFRAME_SEND_DEADLINE = 1.0
 START_BPS = 600_000
 
 
