@@ -271,11 +271,36 @@ class BiscApp(App):  # type: ignore[misc]
         await self._enter(channel)
         return channel
 
+    async def reopen_channel(self, name: str, ticket_text: str) -> Channel:
+        """A recent channel: back in through its peers, or opened alone when none of them answers."""
+        ticket = BiscTicket.parse(ticket_text)
+        self.busy = True
+        try:
+            node = await self._node_for(name)
+            channel = await node.reopen(ticket, timeout=JOIN_TIMEOUT)
+            self._remember(channel.topic_id.hex(), channel.ticket().to_text())
+        finally:
+            self.busy = False
+        await self._enter(channel)
+        if not channel.connected_peers:
+            self.notify("Nobody else is here yet: invite them with a fresh ticket")
+        return channel
+
+    def _remember(self, topic: str, ticket: str) -> None:
+        """Keep a recent channel's newest ticket (peers in it that are online let us back in)."""
+        role = next((r.role for r in self.recent.load() if r.topic == topic), "joined")
+        try:
+            self.recent.remember(ticket, role)
+        except (BiscError, OSError) as exc:
+            log.warning("could not save the recent channel: %s", exc)
+
     async def _enter(self, channel: Channel) -> None:
         self.channel = channel
         self.bridge = ChannelBridge(channel)
         self.bridge.start()
         self.bridge.ticket = channel.ticket().to_text()
+        topic = channel.topic_id.hex()
+        self.bridge.bind(ticket=lambda _bridge, text: self._remember(topic, text))
         self.channel_title = f"Channel {channel.topic_id.hex()[:8]}"
         self.voice_on = self.muted = self.camera_on = self.screen_on = False
         self.in_call = True
@@ -290,6 +315,8 @@ class BiscApp(App):  # type: ignore[misc]
         self.channel = None
         self.in_call = False
         if channel is not None:
+            # Who is here now: the ticket that gets us back in from Recent.
+            self._remember(channel.topic_id.hex(), channel.ticket().to_text())
             await channel.leave()
         if bridge is not None:
             bridge.stop()
@@ -301,15 +328,8 @@ class BiscApp(App):  # type: ignore[misc]
             raise BiscError("not in a channel")
         text = (await self.channel.refresh_ticket()).to_text()
         if self.bridge is not None:
-            self.bridge.ticket = text
-        self.recent.remember(text, "created" if self._created_here() else "joined")
+            self.bridge.ticket = text  # also saved for Recent (bound in _enter)
         return text
-
-    def _created_here(self) -> bool:
-        if self.channel is None:
-            return False
-        topic = self.channel.topic_id.hex()
-        return any(r.topic == topic and r.role == "created" for r in self.recent.load())
 
     async def send_chat(self, text: str) -> None:
         if self.channel is None or self.bridge is None:
@@ -342,7 +362,7 @@ class BiscApp(App):  # type: ignore[misc]
             from bisc.media.video_endpoints import open_camera_source  # PyAV loads only when used
 
             source, size = await asyncio.to_thread(open_camera_source, self.camera_source())
-            await channel.start_camera(source, size=size)
+            await channel.start_camera(source, size=size, quality=self.settings.video_quality)
             self.camera_on = True
         if self.bridge is not None:
             self.bridge.set_own_media(video=self.camera_on)
@@ -355,7 +375,7 @@ class BiscApp(App):  # type: ignore[misc]
         probe = await asyncio.to_thread(choice.open)  # its size, and a clear error now rather than later
         size = (probe.width, probe.height)
         await asyncio.to_thread(probe.close)
-        await channel.start_screen(choice.open, size=size)
+        await channel.start_screen(choice.open, size=size, quality=self.settings.video_quality)
         self.screen_on = True
         if self.bridge is not None:
             self.bridge.set_own_media(screen=True)

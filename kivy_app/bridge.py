@@ -117,7 +117,7 @@ class ChannelBridge(EventDispatcher):  # type: ignore[misc]
 
     members = ListProperty()  # dicts (PeerState.as_dict), this node first
     member_count = NumericProperty(1)
-    messages = ListProperty()  # dicts: name, text, time, mine
+    messages = ListProperty()  # dicts: seq (grows by one per message), name, text, time, mine
     unread = NumericProperty(0)  # chat messages since the chat panel was last open
     chat_open = BooleanProperty(False)
     files = ListProperty()  # the catalog, one dict per file (see _file_row), by name
@@ -275,8 +275,9 @@ class ChannelBridge(EventDispatcher):  # type: ignore[misc]
 
     def _add_message(self, name: str, text: str, when: float, *, mine: bool) -> None:
         stamp = time.strftime("%H:%M", time.localtime(when))
-        self._messages.append({"name": "You" if mine else name, "text": text, "time": stamp, "mine": mine})
         self._chat_version += 1
+        seq, name = self._chat_version, "You" if mine else name
+        self._messages.append({"seq": seq, "name": name, "text": text, "time": stamp, "mine": mine})
         if not mine:
             self._new_chat += 1
 

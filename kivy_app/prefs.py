@@ -11,6 +11,7 @@ import unicodedata
 from pathlib import Path
 
 from bisc.errors import SettingsError
+from bisc.media.video_ladder import QUALITY_MAX_HEIGHT
 from bisc.media.voice_sender import QUALITY_BITRATES
 from bisc.paths import Paths
 from bisc.settings import MAX_DISPLAY_NAME, Settings
@@ -29,6 +30,11 @@ def voice_quality(preset: str) -> str:
 
 def audio_bitrate_kbps(preset: str) -> int:
     return QUALITY_BITRATES[voice_quality(preset)] // 1000
+
+
+def video_max_height(preset: str) -> int | None:
+    """The tallest picture a Settings video_quality preset lets the camera or a share send."""
+    return QUALITY_MAX_HEIGHT.get(preset)
 
 
 def check_display_name(text: str) -> str:

@@ -77,6 +77,13 @@ async def test_create_channel_shows_ticket_and_qr(gui: BiscApp, kivy_window: Any
     assert not gui.message, gui.message  # no error banner
     await screenshot(kivy_window, "home-recent")
 
+    # Tap it: nobody else is in it, so the same channel opens again with just us, and says so.
+    await tap(home.ids.recent_list.children[-1])  # rows are added newest first
+    await until(lambda: gui.in_call and gui.channel is not None, what="the recent channel reopened")
+    assert gui.channel is not None and gui.channel.topic_id == ticket.topic_id
+    assert "Nobody else is here yet" in gui.message, gui.message
+    await go_home(gui)
+
 
 async def test_call_with_a_headless_peer(gui: BiscApp, kivy_window: Any, tmp_path: Path) -> None:
     from bisc.app import ChatReceived
@@ -123,8 +130,19 @@ async def test_call_with_a_headless_peer(gui: BiscApp, kivy_window: Any, tmp_pat
         await until(lambda: received == ["hello from Ada"], timeout=10, what="Ada's message at Bob")
         texts = [w.text for w in reversed(panel.ids.list.children)]
         assert texts == ["hello from Bob", "hello from Ada"]
+        assert all(len(w.time) == 5 and w.time[2] == ":" for w in panel.ids.list.children)  # HH:MM
         assert call.unread == 0
         await screenshot(kivy_window, "call-chat")
+
+        # Past the bridge's history limit the panel keeps showing new messages (the oldest go).
+        from kivy_app.bridge import MAX_MESSAGES
+
+        for i in range(MAX_MESSAGES + 10):
+            await channel.send_chat(f"flood {i}")
+        last = f"flood {MAX_MESSAGES + 9}"
+        await until(lambda: panel.ids.list.children[0].text == last, timeout=20, what="the newest message")
+        assert len(panel.ids.list.children) == MAX_MESSAGES
+        assert panel.ids.list.children[-1].text == "flood 10"  # 2 + 510 sent, the newest 500 kept
         await tap(panel.ids.close_button)
         await until(lambda: not call.chat_open, what="the chat panel to close")
 

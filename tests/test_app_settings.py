@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bisc.paths import Paths
+from bisc.proto.media_control import CAMERA_STREAM
 from bisc.settings import MAX_DISPLAY_NAME, Settings
 from kivy_app.prefs import needs_storage_question, voice_quality
-from tests.gui_support import frames, press_key, screenshot, tap, type_into, until
+from tests.gui_support import frames, go_home, press_key, screenshot, tap, type_into, until
 
 if TYPE_CHECKING:
     from kivy_app.app import BiscApp
@@ -272,6 +273,20 @@ async def test_quality_presets_are_saved_and_mapped_for_the_call(gui: BiscApp) -
     options = await gui.voice_options()
     assert options == {"quality": "medium"}  # the session's app uses audio_in=audio_out="none"
     assert gui.camera_source() == gui.options.video_source  # a test pattern wins over the camera
+
+    # The video preset caps what the camera button sends (tests/test_video_ladder.py: the cap at work).
+    assert "360p" in screen.video_quality_note("low") and "1080p" in screen.video_quality_note("auto")
+    for value, cap in (("low", 360), ("auto", None)):
+        await tap_scrolled(screen.ids.scroll, screen.ids.video_row.buttons[value])
+        await until(lambda: saved(gui).get("video_quality") == value, what=f"video {value}")  # noqa: B023
+        await gui.create_channel("Ada")
+        await gui.toggle_camera()
+        assert gui.channel is not None and gui.channel.video is not None
+        sender = gui.channel.video.sender(CAMERA_STREAM)
+        assert sender is not None and sender.ladder.max_height == cap
+        await shown(gui, "call")
+        await go_home(gui)
+        screen = await open_settings(gui)
 
 
 async def test_storage_folder_checked_typed_and_picked(

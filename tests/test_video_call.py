@@ -129,3 +129,28 @@ async def test_a_peer_stream_is_received_only_while_subscribed(channels: list[Ch
     await wait_until(
         lambda: vb.frames().get((a.me, CAMERA_STREAM), (0, None))[0] > 10, 10.0, "b decodes a's camera again"
     )
+
+
+async def test_a_new_viewer_gets_a_keyframe_at_once_in_datagrams_that_fit(channels: list[Channel]) -> None:
+    """Before any peer takes a stream, its fragments are already sized for the real links (aioquic takes
+    1170-byte datagrams, not 1200); a viewer that starts taking it gets a keyframe at once rather than at
+    the next periodic one (every 3 s), and then decodes every picture."""
+    a, b, _c = channels
+    await a.start_camera(PatternSource(1280, 720, 30.0), size=(1280, 720), fps=30.0)
+    links = [conn.max_datagram_size for conn in a._connections.values()]
+    assert len(links) == 2 and a.media.max_datagram_size() == min(links) < 1200
+    sender = a.video.sender(CAMERA_STREAM) if a.video else None
+    assert sender is not None
+    await asyncio.sleep(0.5)  # nobody takes it yet: nothing encoded is sent
+    before = sender.keyframes
+    vb = await b.start_video()
+    await wait_until(lambda: b.me in a.media.peers_taking(CAMERA_STREAM), 5.0, "b takes a's camera")
+    taken = asyncio.get_running_loop().time()
+    await wait_until(lambda: sender.keyframes > before, 1.0, "a keyframe for the new viewer")
+
+    def pictures() -> int:
+        return vb.frames().get((a.me, CAMERA_STREAM), (0, None))[0]
+
+    await wait_until(lambda: pictures() > 0, 3.0, "b's first picture")
+    first = asyncio.get_running_loop().time() - taken
+    assert first < 1.0, f"first picture after {first:.2f} s"

@@ -88,18 +88,36 @@ class ChannelMedia:
             await call.stop()
 
     async def start_camera(
-        self, source: SourceSpec, *, size: tuple[int, int], fps: float = 30.0, codec: VideoCodec = "vp8"
+        self,
+        source: SourceSpec,
+        *,
+        size: tuple[int, int],
+        fps: float = 30.0,
+        codec: VideoCodec = "vp8",
+        quality: str = "auto",
     ) -> None:
-        """Send `source` (a camera, the test pattern, a file) as this node's camera stream."""
+        """Send `source` (a camera, the test pattern, a file) as this node's camera stream.
+
+        quality: "auto", or a cap: "low" (360p), "standard" (720p), "high" (1080p)."""
         video = await self.start_video()
-        await video.start_stream(CAMERA_STREAM, source, size=size, fps=fps, codec=codec, name="camera")
+        await video.start_stream(
+            CAMERA_STREAM, source, size=size, fps=fps, codec=codec, quality=quality, name="camera"
+        )
 
     async def start_screen(
-        self, source: SourceSpec, *, size: tuple[int, int], fps: float = 15.0, codec: VideoCodec = "vp8"
+        self,
+        source: SourceSpec,
+        *,
+        size: tuple[int, int],
+        fps: float = 15.0,
+        codec: VideoCodec = "vp8",
+        quality: str = "auto",
     ) -> None:
-        """Share a screen or window (a source from bisc.media.video_sources)."""
+        """Share a screen or window (a source from bisc.media.video_sources); quality as start_camera."""
         video = await self.start_video()
-        await video.start_stream(SCREEN_STREAM, source, size=size, fps=fps, codec=codec, name="screen")
+        await video.start_stream(
+            SCREEN_STREAM, source, size=size, fps=fps, codec=codec, quality=quality, name="screen"
+        )
 
     async def stop_camera(self) -> None:
         if self.video is not None:

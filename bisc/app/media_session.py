@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from bisc.identity import EndpointId
-from bisc.net.transport import Connection, DatagramHandler, TransportError
+from bisc.net.transport import MIN_DATAGRAM_SIZE, Connection, DatagramHandler, TransportError
 from bisc.proto.control import Media, encode_control
 from bisc.proto.media_control import (
     KeyframeRequest,
@@ -146,9 +146,10 @@ class MediaSession:
         return link.clock.rtt if link is not None else None
 
     def max_datagram_size(self) -> int:
-        """The smallest datagram limit over our links (what one fan-out can use)."""
-        sizes = [link.conn.max_datagram_size for link in self._links.values() if link.accepted]
-        return min(sizes) if sizes else 1200
+        """The smallest datagram limit over the links taking our streams (what one fan-out can use);
+        over every link while none takes any yet, so the first frames already fit."""
+        links = [link for link in self._links.values() if link.accepted] or list(self._links.values())
+        return min((link.conn.max_datagram_size for link in links), default=MIN_DATAGRAM_SIZE)
 
     def send(self, stream_id: int, datagrams: Sequence[bytes], deadline: float) -> int:
         """Fan the datagrams out to every peer taking the stream; how many went out."""

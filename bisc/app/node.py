@@ -167,10 +167,14 @@ class Node:
         if not peers:
             await channel._shutdown("no bootstrap peer")
             raise JoinError("the ticket lists only this node")
-        results = await asyncio.wait_for(
-            asyncio.gather(*(self._dial_channel(channel, p) for p in peers), return_exceptions=True),
-            timeout,
-        )
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(self._dial_channel(channel, p) for p in peers), return_exceptions=True),
+                timeout,
+            )
+        except TimeoutError:
+            await channel._shutdown("join timed out")
+            raise JoinError(f"could not join: no peer answered within {timeout:g} s") from None
         reached = []
         errors = []
         for peer, result in zip(peers, results, strict=True):
@@ -183,6 +187,26 @@ class Node:
             await channel._shutdown("join failed")
             raise JoinError("could not join: " + "; ".join(errors))
         channel._start(bootstrap=reached)
+        return channel
+
+    async def reopen(self, ticket: str | BiscTicket, timeout: float = 15.0) -> Channel:
+        """Back into a channel from a saved ticket: join through its other peers if one answers,
+        otherwise open it with this node alone, as its creator did (the others come back with a
+        fresh ticket: the secret is the channel, the addresses in an old ticket may be stale)."""
+        if isinstance(ticket, str):
+            ticket = BiscTicket.parse(ticket)
+        await self.start()
+        if ticket.topic_id in self.channels:
+            return self.channels[ticket.topic_id]
+        if any(p.endpoint_id != self.identity.endpoint_id for p in ticket.bootstrap):
+            try:
+                return await self.join(ticket, timeout)
+            except JoinError as exc:
+                log.info("reopening %s alone: %s", ticket.topic_id.hex()[:8], exc)
+        while ticket.topic_id in self._left_topics:
+            self._left_topics.remove(ticket.topic_id)  # members may come back to us now
+        channel = await self._open_channel(ticket.secret)
+        channel._start(bootstrap=[])
         return channel
 
     def _forget(self, channel: Channel) -> None:

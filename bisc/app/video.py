@@ -23,10 +23,11 @@ from bisc.app.video_events import VideoStatsEvent
 from bisc.errors import BiscError
 from bisc.identity import EndpointId
 from bisc.media.video_codec import CLOCK_RATE, CODECS, VideoCodec
-from bisc.media.video_ladder import AUDIO_RESERVE
+from bisc.media.video_ladder import AUDIO_RESERVE, quality_max_height
 from bisc.media.video_receiver import VideoReceiver, VideoStats
 from bisc.media.video_sender import SEND_DEADLINE, VideoSender
 from bisc.media.video_types import DecodedFrame, VideoFrameIn, VideoSourceError
+from bisc.net.transport import MIN_DATAGRAM_SIZE
 from bisc.proto.media_control import CAMERA_STREAM, SCREEN_STREAM, StreamOffer, StreamReport
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ class _LocalVideo:
         self.name = name
         self.estimates: dict[EndpointId, int] = {}
         self.losses: dict[EndpointId, float] = {}
-        self.datagram_size = 1200  # refreshed by the loop: the capture thread must not walk the links
+        # Refreshed by the loop: the capture thread must not walk the links.
+        self.datagram_size = MIN_DATAGRAM_SIZE
         self.stale = 0
         self.errors = 0
         # The newest captured frame for a self-view, with a version that grows with each one: one
@@ -101,6 +103,8 @@ class _LocalVideo:
         return self.sender.clock
 
     def on_accepted(self, peer: EndpointId) -> None:
+        # The new viewer's link may take smaller datagrams than the others: refit before its keyframe.
+        self.datagram_size = self.call.session.max_datagram_size()
         self.sender.request_keyframe()  # a new viewer needs a picture to start from
 
     def on_keyframe_request(self, peer: EndpointId) -> None:
@@ -215,14 +219,27 @@ class VideoCall:
         size: tuple[int, int],
         fps: float = 30.0,
         codec: VideoCodec = "vp8",
+        quality: str = "auto",
         name: str = "",
     ) -> None:
-        """Send `source` as stream `stream_id` (CAMERA_STREAM or SCREEN_STREAM), replacing what it sent."""
+        """Send `source` as stream `stream_id` (CAMERA_STREAM or SCREEN_STREAM), replacing what it sent.
+
+        quality: "auto" (as far as the network allows), or at most "low" 360p, "standard" 720p,
+        "high" 1080p."""
         if stream_id not in (CAMERA_STREAM, SCREEN_STREAM):
             raise BiscError(f"video streams are {CAMERA_STREAM} (camera) and {SCREEN_STREAM} (screen)")
+        try:
+            max_height = quality_max_height(quality)
+        except ValueError as exc:
+            raise BiscError(str(exc)) from None
         await self._stop_stream(stream_id)
         sender = VideoSender(
-            stream_id, codec=codec, source_size=size, fps=fps, screen=stream_id == SCREEN_STREAM
+            stream_id,
+            codec=codec,
+            source_size=size,
+            fps=fps,
+            screen=stream_id == SCREEN_STREAM,
+            max_height=max_height,
         )
         local = _LocalVideo(self, stream_id, source, sender, name or f"stream {stream_id}")
         local.datagram_size = self.session.max_datagram_size()

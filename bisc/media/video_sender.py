@@ -37,13 +37,14 @@ class VideoSender:
         source_size: tuple[int, int],
         fps: float = 30.0,
         screen: bool = False,
+        max_height: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         rng = rng or random.Random()
         self.stream_id = stream_id
         self.codec: VideoCodec = codec
         self.fps = fps
-        self.ladder = Ladder(source_size[0], source_size[1], fps, screen=screen)
+        self.ladder = Ladder(source_size[0], source_size[1], fps, screen=screen, max_height=max_height)
         self.target: Target = self.ladder.update(START_BPS, 0.0)
         self.encoder = VideoEncoder(
             codec, self.target.width, self.target.height, fps, self.target.bitrate, keyframe_interval=3.0

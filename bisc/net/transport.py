@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 ALPN = "bisc/1"
 MAX_CONTROL_FRAME = 64 * 1024
 CONTROL_QUEUE = 256  # received control frames buffered per connection
+# A datagram payload that fits any QUIC connection (1200-byte packets, 20-byte connection ids).
+MIN_DATAGRAM_SIZE = 1150
 _FRAME_HEADER = struct.Struct(">I")
 
 

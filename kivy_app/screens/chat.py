@@ -27,6 +27,7 @@ class ChatPanel(BoxLayout):  # type: ignore[misc]
     def __init__(self, app: BiscApp, **kwargs: Any) -> None:
         self.app = app
         self._bridge: Any = None
+        self._shown = 0  # the seq of the newest message on screen
         super().__init__(**kwargs)
         app.bind(bridge=self._on_bridge)
         self._on_bridge(app, app.bridge)
@@ -45,10 +46,16 @@ class ChatPanel(BoxLayout):  # type: ignore[misc]
 
     def on_messages(self, _instance: object, messages: list[dict[str, Any]]) -> None:
         box = self.ids.list
-        if len(messages) < len(box.children):  # a new channel (or the oldest ones dropped): start over
+        if not messages or messages[-1]["seq"] < self._shown:  # a new channel: start over
             box.clear_widgets()
-        for m in messages[len(box.children) :]:
-            box.add_widget(ChatMessage(name=m["name"], time=m["time"], text=m["text"], mine=m["mine"]))
+            self._shown = 0
+        for m in messages:
+            if m["seq"] > self._shown:
+                box.add_widget(ChatMessage(name=m["name"], time=m["time"], text=m["text"], mine=m["mine"]))
+                self._shown = m["seq"]
+        # The bridge keeps the newest messages only: so does the panel (children are newest first).
+        for old in box.children[len(messages) :]:
+            box.remove_widget(old)
         Clock.schedule_once(lambda _dt: setattr(self.ids.scroll, "scroll_y", 0), 0)
 
     def focus_input(self) -> None:

@@ -66,7 +66,7 @@ class HomeScreen(Screen):  # type: ignore[misc]
         box.clear_widgets()
         for row in rows:
             widget = RecentRow(title=row["title"], detail=row["detail"], ticket=row["ticket"])
-            widget.bind(on_release=lambda w: self.join(w.ticket))
+            widget.bind(on_release=lambda w: self.reopen(w.ticket))
             box.add_widget(widget)
 
     def _fail(self, text: str) -> None:
@@ -85,6 +85,15 @@ class HomeScreen(Screen):  # type: ignore[misc]
         text = self.ids.ticket_input.text if ticket is None else ticket
         self.app.spawn(
             self.app.join_channel(self.ids.name_input.text, text), on_error=self._fail, what="Could not join"
+        )
+
+
+    def reopen(self, ticket: str) -> None:
+        self.error = ""
+        self.app.spawn(
+            self.app.reopen_channel(self.ids.name_input.text, ticket),
+            on_error=self._fail,
+            what="Could not join",
         )
 
 

@@ -34,6 +34,7 @@ from kivy_app.prefs import (
     nearest_folder,
     storage_dir,
     subfolders,
+    video_max_height,
 )
 
 if TYPE_CHECKING:
@@ -277,6 +278,12 @@ class SettingsScreen(Screen):  # type: ignore[misc]
 
     def audio_quality_note(self, preset: str) -> str:
         return f"{audio_bitrate_kbps(preset)} kb/s of upload for each person in the call."
+
+    def video_quality_note(self, preset: str) -> str:
+        cap = video_max_height(preset)
+        if cap is None:
+            return "As sharp as each network allows, up to 1080p."
+        return f"At most {cap}p, however good the network."
 
     # -- devices -----------------------------------------------------------------
     async def _probe_and_meter(self) -> None:
