@@ -1,4 +1,4 @@
-"""Shared helpers for the voice tests: WAV reading and spectrum checks."""
+"""Shared helpers for the voice tests: the voice stream's constants, WAV reading and spectrum checks."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bisc.proto.media_control import StreamOffer
+
 RATE = 48000
 FRAME = 960
 TONE_RMS = 0.3 * 32767 / np.sqrt(2)  # ToneSource's default level
+FRAME_S = 0.02
+U32 = 0xFFFFFFFF
+
+VOICE = StreamOffer(0, "audio", "opus", 48000, 1, 20, True)
 
 
 def read_wav(path: Path) -> npt.NDArray[np.float64]:
