@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bisc.bench import video as vb
+from bisc.bench import video_call as vc
 from bisc.cli.bench_cmd import DEFAULT_SUITES, SUITES
 from bisc.media.video_codec import VideoDecoder, VideoEncoder
 from bisc.media.video_pattern import PatternSource
@@ -24,13 +25,13 @@ def test_video_suite_is_opt_in() -> None:
 def test_pin_target_climbs_at_once_and_ignores_reports() -> None:
     sender = VideoSender(1, source_size=(1280, 720), fps=30.0)
     assert sender.target.height < 720  # the ladder starts low
-    vb.pin_target(sender, vb.PIN_720P_BPS)
+    vc.pin_target(sender, vb.PIN_720P_BPS)
     assert (sender.target.width, sender.target.height) == (1280, 720)
     assert sender.encoder.bitrate == vb.PIN_720P_BPS
     sender.set_estimate(100_000, time.monotonic())  # a receiver's low estimate: ignored
     assert sender.target.height == 720
     small = VideoSender(1, source_size=(640, 360), fps=30.0)
-    vb.pin_target(small, vb.PIN_360P_BPS)
+    vc.pin_target(small, vb.PIN_360P_BPS)
     assert small.target.height == 360 and small.encoder.bitrate == vb.PIN_360P_BPS
 
 
@@ -43,12 +44,12 @@ def test_psnr_against_the_regenerated_pattern() -> None:
         for packet in enc.encode(source.read_frame()):
             pictures.extend(p.data for p in dec.decode(packet.data))
     assert pictures and pictures[-1].shape == (360, 640, 3)
-    fig = vb.psnr_figures(pictures, (1280, 720))
+    fig = vc.psnr_figures(pictures, (1280, 720))
     assert fig["psnr_pictures"] == len(pictures)
     assert 25.0 < fig["psnr_min_db"] <= fig["psnr_db"] < 99.0
-    wrong = vb.psnr_figures(pictures, (640, 360))  # the wrong source size: a different picture
+    wrong = vc.psnr_figures(pictures, (640, 360))  # the wrong source size: a different picture
     assert wrong["psnr_db"] < fig["psnr_db"]
-    blank = vb.psnr_figures([np.zeros((360, 640, 3), np.uint8)], (640, 360))  # unstamped: skipped
+    blank = vc.psnr_figures([np.zeros((360, 640, 3), np.uint8)], (640, 360))  # unstamped: skipped
     assert blank == {"psnr_db": None, "psnr_min_db": None, "psnr_pictures": 0}
 
 
@@ -104,7 +105,7 @@ def test_delay_figures_and_report_render() -> None:
 
 
 def test_two_peer_call_gives_delay_fps_and_psnr() -> None:
-    call = vb.run_video_call(
+    call = vc.run_video_call(
         2, 2.0, size=(640, 360), pin_bps=vb.PIN_360P_BPS, senders=[0], warmup=1.0,
         read_stamps=True, keep_pictures=True,
     )  # fmt: skip
@@ -117,7 +118,7 @@ def test_two_peer_call_gives_delay_fps_and_psnr() -> None:
 
 
 def test_three_peer_mesh_measures_every_stream() -> None:
-    fig = vb.mesh_figures(vb.run_video_call(3, 2.0, size=(320, 180), pin_bps=200_000, warmup=1.0), 3)
+    fig = vb.mesh_figures(vc.run_video_call(3, 2.0, size=(320, 180), pin_bps=200_000, warmup=1.0), 3)
     assert fig["streams"] == fig["streams_expected"] == 6
     assert 0.0 < fig["fps_min"] <= fig["fps_mean"] < 40.0
     assert fig["max_gap_s"] > 0.0 and len(fig["cpu_pct"]) == 3 and all(c > 0 for c in fig["cpu_pct"])

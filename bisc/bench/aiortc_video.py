@@ -27,7 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 from bisc.bench.aiortc_voice import _peer_connection
-from bisc.bench.video import PSNR_EVERY, PSNR_MAX, psnr_figures
+from bisc.bench.video_call import PSNR_EVERY, PSNR_MAX, psnr_figures
 from bisc.bench.voice import quantile
 
 STEP_TIMEOUT = 30.0

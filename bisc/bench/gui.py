@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.gui_sender import encode_loop
-from bisc.bench.video import MESH_TIMEOUT, PIN_360P_BPS, PIN_720P_BPS, STEP_TIMEOUT, _Proc
+from bisc.bench.video import PIN_360P_BPS, PIN_720P_BPS
+from bisc.bench.video_call import MESH_TIMEOUT, STEP_TIMEOUT, _Proc
 from bisc.bench.voice import quantile
 
 TILE_HEADERS = (

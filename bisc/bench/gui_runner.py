@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.gui_sender import run_reporting
-from bisc.bench.video import _emit
+from bisc.bench.video_call import _emit
 
 NAME = "Bench UI"
 DRAIN_EVERY = 0.25  # s: the tiles' upload logs hold 256 entries, far more than 4 tiles fill in this

@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bisc.bench.video import MESH_TIMEOUT, _emit, _read, pin_target
+from bisc.bench.video_call import MESH_TIMEOUT, _emit, _read, pin_target
 
 if TYPE_CHECKING:
     from bisc.media.video_types import EncodedFrame, VideoFrameIn
