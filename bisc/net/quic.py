@@ -5,8 +5,9 @@ create client `aioquic.quic.connection.QuicConnection`s, an Initial packet
 for an unknown connection id creates a server one. Datagrams are routed by
 destination connection id (the dict follows ConnectionIdIssued/Retired);
 garbage is counted and dropped, and half-open inbound connections are capped.
-The connections themselves are in quic_connection, their streams in
-quic_stream, certificates in quic_tls and the dialer's proof in quic_auth.
+The connections themselves are in quic_connection, their close codes in
+quic_close, their streams in quic_stream, certificates in quic_tls and the
+dialer's proof in quic_auth.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from aioquic.quic.connection import QuicConnection, QuicConnectionState
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from bisc.identity import EndpointId, Identity
-from bisc.net.quic_connection import CloseCode, QuicPeerConnection, _DialRace
+from bisc.net.quic_close import CloseCode
+from bisc.net.quic_connection import QuicPeerConnection, _DialRace
 from bisc.net.quic_stream import QuicStream
 from bisc.net.quic_tls import CID_LENGTH, client_configuration, server_configuration
 from bisc.net.transport import AuthenticationError, ConnectionHandler, Endpoint, TransportError

@@ -24,16 +24,15 @@ import asyncio
 import contextlib
 import logging
 import os
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection, stream_is_client_initiated, stream_is_unidirectional
-from aioquic.quic.packet import QuicErrorCode
 from aioquic.quic.packet_builder import PACKET_NUMBER_SEND_SIZE
 
 from bisc.identity import EndpointId
 from bisc.net.quic_auth import MAX_HANDSHAKE_FRAME, NONCE_SIZE, ClientHandshake, ServerHandshake
+from bisc.net.quic_close import CloseCode, describe_close, is_tls_alert, truncate_reason
 from bisc.net.quic_datagrams import DatagramDeadlines
 from bisc.net.quic_stream import QuicStream, StreamErrorCode
 from bisc.net.quic_tls import peer_endpoint_id
@@ -57,41 +56,10 @@ log = logging.getLogger(__name__)
 
 MAX_UNCLAIMED_STREAMS = 16  # peer streams waiting for set_stream_handler()
 UNCLAIMED_GRACE = 5.0  # ... for at most this long, then they are reset
-MAX_REASON_BYTES = 256
 CONTROL_STREAM = 0
 _AEAD_TAG_SIZE = 16
 # DATAGRAM frame: type byte + 2-byte length varint (payloads of 64..16383 bytes).
 _DATAGRAM_FRAME_OVERHEAD = 1 + 2
-
-
-class CloseCode(IntEnum):
-    """Application error codes in CONNECTION_CLOSE."""
-
-    NORMAL = 0
-    PROTOCOL = 1  # malformed or oversized control data
-    AUTHENTICATION = 2
-    OVERFLOW = 3  # the application did not keep up with control frames
-    INTERNAL = 4
-
-
-def _truncate_reason(reason: str) -> str:
-    return reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
-
-
-def _is_tls_alert(error_code: int) -> bool:
-    return 0x100 <= error_code <= 0x1FF  # CRYPTO_ERROR: 0x100 + the TLS alert (RFC 9001 4.8)
-
-
-def _describe_close(event: events.ConnectionTerminated) -> str:
-    if event.error_code == QuicErrorCode.INTERNAL_ERROR and event.reason_phrase == "Idle timeout":
-        return "idle timeout"
-    if event.frame_type is not None and _is_tls_alert(event.error_code):
-        return f"TLS handshake failed (alert {event.error_code - 0x100}) {event.reason_phrase}".strip()
-    if event.reason_phrase:
-        return event.reason_phrase
-    if event.error_code == QuicErrorCode.NO_ERROR:
-        return "closed by peer"
-    return f"closed with error {event.error_code:#x}"
 
 
 class _DialRace:
@@ -332,7 +300,7 @@ class QuicPeerConnection(Connection):
             return
         level = logging.INFO if code == CloseCode.NORMAL else logging.WARNING
         log.log(level, "%r: closing: %s", self, reason)
-        self._quic.close(error_code=code, reason_phrase=_truncate_reason(reason))
+        self._quic.close(error_code=code, reason_phrase=truncate_reason(reason))
         self._mark_closed(reason, error or TransportError(f"connection closed: {reason}"))
         self._schedule_transmit()
 
@@ -472,8 +440,8 @@ class QuicPeerConnection(Connection):
         if self._reason is None and close_event is not None:
             # The peer closed (or aioquic hit a protocol error): tell waiters now,
             # not after the draining period when ConnectionTerminated comes.
-            log.info("%r: closed: %s", self, _describe_close(close_event))
-            self._mark_closed(_describe_close(close_event), self._close_error(close_event))
+            log.info("%r: closed: %s", self, describe_close(close_event))
+            self._mark_closed(describe_close(close_event), self._close_error(close_event))
         self._transmit()
         for stream in list(self._draining):
             if stream._wake_writer():
@@ -523,14 +491,14 @@ class QuicPeerConnection(Connection):
                     stream._on_stop_sending(event.error_code)
         elif isinstance(event, events.ConnectionTerminated):
             if self._reason is None:
-                self._mark_closed(_describe_close(event), self._close_error(event))
+                self._mark_closed(describe_close(event), self._close_error(event))
             self._terminate()
 
     def _close_error(self, event: events.ConnectionTerminated) -> TransportError:
-        reason = _describe_close(event)
+        reason = describe_close(event)
         # Closed while authenticating: a failed TLS handshake (bad CertificateVerify,
         # ...) or a server rejecting our proof both mean an identity did not check out.
-        tls_failed = event.frame_type is not None and _is_tls_alert(event.error_code)
+        tls_failed = event.frame_type is not None and is_tls_alert(event.error_code)
         rejected = event.frame_type is None and event.error_code == CloseCode.AUTHENTICATION
         if not self._authenticated and (tls_failed or rejected):
             return AuthenticationError(f"authentication failed: {reason}")
