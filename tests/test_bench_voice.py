@@ -228,7 +228,7 @@ def test_bisc_call_through_relay(speech: Path, tmp_path: Path) -> None:
     rows = run_voice_quality(stacks=("bisc",), losses=(0.0,), jitter_ms=30.0, seconds=4.0, workdir=tmp_path)
     (row,) = rows
     assert "error" not in row, row.get("error")
-    # Loose bound: bisc's default "medium" Opus rate scores well below aiortc's 96 kbit/s.
+    # Loose bound: a 4 s call is too short for PESQ to settle (the bench's own runs are longer).
     assert row["pesq"] >= 1.5
     assert 0 < row["delay_ms"] < 500
     assert all(c["up"]["forwarded"] > 100 for c in row["relays"])

@@ -31,3 +31,14 @@ def test_auto_prefers_native_when_loaded() -> None:
         loaded = hotpaths.SELECTION.loaded(hot_path)
         if len(loaded) > 1:
             assert hotpaths.SELECTION.chosen[hot_path] != "python"
+
+
+@pytest.mark.skipif(not REQUIRED, reason="BISC_REQUIRE_NATIVE not set")
+def test_libopus_loaded_for_fec_and_concealment() -> None:
+    """Voice recovers lost frames through libopus itself (PyAV exposes neither FEC nor PLC); without it
+    the decoder falls back to a fade, and the call tests, which count the jitter buffer's decisions,
+    would not notice."""
+    from bisc.media.opus import OpusDecoder, libopus_available
+
+    assert libopus_available()
+    assert OpusDecoder().has_fec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from bisc import hotpaths
 from bisc.app import Node
 from bisc.app.channel import Channel
+from bisc.app.video import codec_for
 from bisc.codec.packet import FLAG_KEYFRAME
 from bisc.media.video_codec import psnr
 from bisc.media.video_pattern import PatternSource, read_pattern_stamp
@@ -154,3 +156,56 @@ async def test_a_new_viewer_gets_a_keyframe_at_once_in_datagrams_that_fit(channe
     await wait_until(lambda: pictures() > 0, 3.0, "b's first picture")
     first = asyncio.get_running_loop().time() - taken
     assert first < 1.0, f"first picture after {first:.2f} s"
+
+
+def test_codec_choice_needs_every_member() -> None:
+    both, vp8_only = ("chat", "video/vp8", "video/h264"), ("chat", "video/vp8")
+    assert codec_for("h264", both, [both, both]) == "h264"
+    assert codec_for("h264", both, []) == "h264"  # alone: nobody to ask
+    assert codec_for("h264", both, [both, vp8_only]) == "vp8"
+    assert codec_for("h264", vp8_only, [both]) == "vp8"  # not ours to send
+    assert codec_for("h264", both, [("chat",)]) == "vp8"  # a peer without video at all
+    assert codec_for("vp8", both, [both]) == "vp8"
+
+
+async def test_h264_only_while_every_member_takes_it(tmp_path: Path) -> None:
+    """H.264 when both sides offer it: a and b both list it, so a's camera goes out in H.264; c, a
+    member whose build has no H.264 (its capability list says so), joins and a falls back to VP8 for
+    everyone; when c leaves, a goes back to H.264. Every picture decodes throughout."""
+    nodes = [
+        await Node(data_dir=tmp_path / f"n{i}", display_name=f"h{i}", bind="127.0.0.1:0").start()
+        for i in range(3)
+    ]
+    try:
+        a_node, b_node, c_node = nodes
+        assert "video/h264" in a_node.capabilities and "video/vp8" in a_node.capabilities
+        c_node.capabilities = tuple(cap for cap in c_node.capabilities if cap != "video/h264")
+        a = await a_node.create_channel()
+        b = await b_node.join(a.ticket())
+        await wait_until(lambda: full_mesh([a, b]), 10.0, "a and b meshed")
+        vb = await b.start_video()
+        await a.start_camera(PatternSource(320, 180, 30.0), size=(320, 180), fps=30.0, codec="h264")
+        sender = a.video.sender(CAMERA_STREAM) if a.video else None
+        assert sender is not None and sender.codec == "h264"
+
+        def b_codec() -> str | None:
+            receiver = vb.receivers().get((a.me, CAMERA_STREAM))
+            if receiver is None or receiver.stats(time.monotonic()).frames <= 5:
+                return None
+            return receiver.codec
+
+        await wait_until(lambda: b_codec() == "h264", 10.0, "b decoding a's H.264")
+
+        c = await c_node.join(a.ticket())
+        vc = await c.start_video()
+        await wait_until(lambda: sender.codec == "vp8", 10.0, "a falling back to VP8 for c")
+        await wait_until(lambda: b_codec() == "vp8", 10.0, "b decoding a's VP8")
+        await wait_until(
+            lambda: vc.frames().get((a.me, CAMERA_STREAM), (0, None))[0] > 5, 10.0, "c decoding a's VP8"
+        )
+        await c.leave()
+        await wait_until(lambda: sender.codec == "h264", 15.0, "a back to H.264 once c left")
+        await wait_until(lambda: b_codec() == "h264", 10.0, "b decoding H.264 again")
+    finally:
+        for node in nodes:
+            await node.close()

@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+from bisc.media.devices import list_cameras, parse_device_list
 from bisc.media.video_bench import format_table, run_video_bench
 from bisc.media.video_codec import CODECS, LADDER, VideoDecoder, VideoEncoder, is_keyframe, psnr
 from bisc.media.video_color import from_yuv420p, rgb_to_yuv420p_np, to_yuv420p, yuv420p_planes
@@ -235,3 +236,34 @@ def test_bench_runs_and_reports_every_stage():
     assert ("rgb24->yuv420p swscale", "") in stages
     assert all(r.cpu_ms >= 0 for r in rows)
     assert "encode" in format_table(rows)
+
+
+def test_camera_lists_from_ffmpeg_logs() -> None:
+    """macOS and Windows list cameras only in FFmpeg's log: what those lines look like (FFmpeg 4-7)."""
+    avfoundation = [
+        "AVFoundation video devices:",
+        "[0] FaceTime HD Camera",
+        "[1] OBS Virtual Camera",
+        "[2] Capture screen 0",
+        "AVFoundation audio devices:",
+        "[0] MacBook Pro Microphone",
+    ]
+    assert parse_device_list("avfoundation", avfoundation) == ["FaceTime HD Camera", "OBS Virtual Camera"]
+    dshow_new = [
+        '"Integrated Camera" (video)',
+        '  Alternative name "@device_pnp_\\\\?\\usb#vid_04f2&pid_b6dd"',
+        '"Microphone Array (Realtek(R) Audio)" (audio)',
+        '"OBS Virtual Camera" (none)',
+        '"USB Video Device" (video)',
+    ]
+    assert parse_device_list("dshow", dshow_new) == ["video=Integrated Camera", "video=USB Video Device"]
+    dshow_old = [
+        "DirectShow video devices (some may be both video and audio devices)",
+        ' "Integrated Webcam"',
+        '    Alternative name "@device_pnp_\\\\?\\usb#vid_0c45"',
+        "DirectShow audio devices",
+        ' "Microphone (Realtek High Definition Audio)"',
+    ]
+    assert parse_device_list("dshow", dshow_old) == ["video=Integrated Webcam"]
+    assert parse_device_list("dshow", ["garbage", "", "[0] x"]) == []
+    assert list_cameras("sunos5") == ([], "no camera support on sunos5")

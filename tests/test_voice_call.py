@@ -55,7 +55,7 @@ async def test_two_nodes_each_hear_the_others_tone(nodes: list[Node], tmp_path: 
     for path, hz, other in ((tmp_path / "b.wav", 440.0, 1000.0), (tmp_path / "a.wav", 1000.0, 440.0)):
         pcm = read_wav(path)[-2 * RATE :]
         assert abs(peak_hz(pcm) - hz) < 3
-        # The level arrives as sent (Opus at 32 kb/s keeps a pure tone within a dB or so).
+        # The level arrives as sent (Opus at 64 kb/s keeps a pure tone within a dB or so).
         assert band_rms(pcm, hz) == pytest.approx(TONE_RMS, rel=0.15)
         assert band_rms(pcm, other) < TONE_RMS * 0.01  # no echo of our own tone
         assert longest_gap(pcm, TONE_RMS * 0.1) == 0  # a concealed frame is quieter, never silent

@@ -33,6 +33,9 @@ SIZE_KEEP = 0.98
 QUIET_RATIO = 0.4
 FORCE_FRAMES = 4.0
 PATIENCE = 50
+FORGET_RAMP = 64
+START_WEIGHT = 3.0
+STEER_ON = 1.5
 
 STAT_NAMES = (
     "received",
@@ -56,9 +59,12 @@ cdef enum:
     C_RESET_AFTER = 3
     C_SKIP_MIN = 3
     C_PATIENCE = 50
+    C_FORGET_RAMP = 64
 
 cdef double C_BIN = 0.01
 cdef double C_FORGET = 0.983
+cdef double C_START_WEIGHT = 3.0
+cdef double C_STEER_ON = 1.5
 cdef double C_QUANTILE = 0.95
 cdef double C_LEVEL_KEEP = 0.875
 cdef double C_MAX_JUMP = 10.0
@@ -141,7 +147,7 @@ Reorders, times and conceals one audio stream."""
     cdef double* _hist
     cdef Py_ssize_t _nbins
     cdef double _window[C_WINDOW]
-    cdef int _count, _pos
+    cdef int _count, _pos, _measured
 
     cdef dict _store
     cdef bint _started, _playing, _played
@@ -203,6 +209,7 @@ Reorders, times and conceals one audio stream."""
             start_bin = 0
         self._hist[start_bin] = 1.0
         self._target = self.start_delay
+        self._measured = 0
         cdef int i
         for i in range(C_WINDOW):
             self._window[i] = 0.0
@@ -344,7 +351,7 @@ Reorders, times and conceals one audio stream."""
 
     cdef void _measure(self, double arrival):
         cdef double x = arrival - <double>self._ext_ts / self._rate
-        cdef double fastest, v, rel, q, acc, target
+        cdef double fastest, v, rel, q, acc, target, forget
         cdef Py_ssize_t i, index, nbins = self._nbins
         cdef double* hist = self._hist
         self._window[self._pos] = x
@@ -362,9 +369,17 @@ Reorders, times and conceals one audio stream."""
             index = nbins - 1
         else:
             index = <Py_ssize_t>q
+        forget = C_FORGET
+        if rel >= C_BIN:  # jitter: no faster forgetting of the start from here on
+            self._measured = C_FORGET_RAMP
+        if self._measured < C_FORGET_RAMP:
+            self._measured += 1
+            forget = 1.0 - 1.0 / (<double>self._measured + C_START_WEIGHT)
+            if forget > C_FORGET:
+                forget = C_FORGET
         for i in range(nbins):
-            hist[i] *= C_FORGET
-        hist[index] += 1.0 - C_FORGET
+            hist[i] *= forget
+        hist[index] += 1.0 - forget
         acc = 0.0
         i = 0
         while i < nbins - 1:
@@ -464,7 +479,8 @@ Reorders, times and conceals one audio stream."""
                         self._next = nxt + 2
                         self._level -= fd
                         self._since_adjust = 0
-                        self._waiting = 0
+                        if not urgent or self._level <= target + C_STEER_ON * fd:
+                            self._waiting = 0
                         self._accelerated += 1
                         if len(<bytes>following) < len(<bytes>payload):
                             return _decision(_S_ACCELERATE, payload, nxt)
@@ -479,7 +495,8 @@ Reorders, times and conceals one audio stream."""
                     store[nxt] = payload
                     self._level += fd
                     self._since_adjust = 0
-                    self._waiting = 0
+                    if not urgent or self._level >= target - C_STEER_ON * fd:
+                        self._waiting = 0
                     self._expanded += 1
                     return _decision(_S_EXPAND, b"", nxt)
                 self._waiting += 1

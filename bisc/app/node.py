@@ -44,6 +44,16 @@ DIAL_TIMEOUT = 5.0
 CAPABILITIES = ("chat",)
 
 
+def media_capabilities() -> tuple[str, ...]:
+    """What this node can take besides chat: "video/<codec>" for each codec PyAV both encodes and
+    decodes here (a sender picks H.264 only when every member lists it)."""
+    try:
+        from bisc.media.video_codec import available_codecs
+    except ImportError:  # installed without the media extra
+        return ()
+    return tuple(f"video/{codec}" for codec in available_codecs())
+
+
 class JoinError(BiscError):
     """No bootstrap peer of a ticket could be reached and admitted us."""
 
@@ -76,7 +86,7 @@ class Node:
         self.channels: dict[bytes, Channel] = {}
         self._left_topics: deque[bytes] = deque(maxlen=32)
         self.incarnation = os.urandom(INCARNATION_SIZE)
-        self.capabilities: tuple[str, ...] = CAPABILITIES
+        self.capabilities: tuple[str, ...] = CAPABILITIES + media_capabilities()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------

@@ -16,13 +16,13 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bisc.app.video_events import VideoStatsEvent
 from bisc.errors import BiscError
 from bisc.identity import EndpointId
-from bisc.media.video_codec import CLOCK_RATE, CODECS, VideoCodec
+from bisc.media.video_codec import CLOCK_RATE, VideoCodec, available_codecs
 from bisc.media.video_ladder import AUDIO_RESERVE, quality_max_height
 from bisc.media.video_receiver import VideoReceiver, VideoStats
 from bisc.media.video_sender import SEND_DEADLINE, VideoSender
@@ -59,17 +59,35 @@ def refuse_reason(offer: StreamOffer) -> str | None:
         return (
             f"stream {offer.stream_id}: video is stream {CAMERA_STREAM} (camera) or {SCREEN_STREAM} (screen)"
         )
-    if offer.codec not in CODECS or offer.clock_rate != CLOCK_RATE:
+    if offer.codec not in available_codecs() or offer.clock_rate != CLOCK_RATE:
         return f"stream {offer.stream_id}: {offer.codec} at {offer.clock_rate} Hz is not supported"
     return None
+
+
+def codec_for(preferred: VideoCodec, mine: Collection[str], members: Iterable[Collection[str]]) -> VideoCodec:
+    """The codec to send: the preferred one when this node and every member can take it (their
+    capabilities list "video/<codec>"), else VP8, which every bisc has. One encoding serves all."""
+    want = f"video/{preferred}"
+    if preferred != "vp8" and want in mine and all(want in caps for caps in members):
+        return preferred
+    return "vp8"
 
 
 class _LocalVideo:
     """One stream we send: its source, capture thread, encoder, and what the peers report."""
 
-    def __init__(self, call: VideoCall, stream_id: int, source: SourceSpec, sender: VideoSender, name: str):
+    def __init__(
+        self,
+        call: VideoCall,
+        stream_id: int,
+        source: SourceSpec,
+        sender: VideoSender,
+        name: str,
+        preferred: VideoCodec,
+    ):
         self.call = call
         self.stream_id = stream_id
+        self.preferred: VideoCodec = preferred  # what the user asked for; sender.codec is what all can take
         self._spec = source
         self.source: VideoSource | None = None
         self.sender = sender
@@ -235,13 +253,13 @@ class VideoCall:
         await self._stop_stream(stream_id)
         sender = VideoSender(
             stream_id,
-            codec=codec,
+            codec=self._codec_for(codec),
             source_size=size,
             fps=fps,
             screen=stream_id == SCREEN_STREAM,
             max_height=max_height,
         )
-        local = _LocalVideo(self, stream_id, source, sender, name or f"stream {stream_id}")
+        local = _LocalVideo(self, stream_id, source, sender, name or f"stream {stream_id}", codec)
         local.datagram_size = self.session.max_datagram_size()
         self._local[stream_id] = local
         local.start()
@@ -271,6 +289,22 @@ class VideoCall:
 
     def _announce(self) -> None:
         self.channel.announce_media_state()
+
+    def _codec_for(self, preferred: VideoCodec) -> VideoCodec:
+        members = [m.info.capabilities for m in self.channel.members.values()]
+        return codec_for(preferred, self.channel.node.capabilities, members)
+
+    def renegotiate(self) -> None:
+        """Follow the members: a stream sent in H.264 falls back to VP8 when a member who cannot take
+        H.264 joins, and goes back when that member leaves. Its peers get a fresh offer (their decoders
+        start over at the keyframe that follows)."""
+        for sid, local in list(self._local.items()):
+            codec = self._codec_for(local.preferred)
+            if codec != local.sender.codec:
+                log.info("video %s: sending %s now (what every member can take)", local.name, codec)
+                local.sender.set_codec(codec)
+                self.session.remove_local(sid)
+                self.session.add_local(local)
 
     # -- receiving (StreamAcceptor) --------------------------------------------------
 
@@ -311,6 +345,7 @@ class VideoCall:
     async def _stats_loop(self) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
+            self.renegotiate()
             for (peer, sid), stats in self.stats().items():
                 member = self.channel.members.get(peer)
                 self.channel._emit(VideoStatsEvent(peer, member.name if member else peer.short(), sid, stats))

@@ -47,7 +47,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     video.add_argument(
         "--video-out", metavar="DIR|none", help="PNG snapshots of received video + stats.jsonl"
     )
-    video.add_argument("--video-codec", choices=("vp8", "h264"), default="vp8", help="codec of what we send")
+    video.add_argument(
+        "--video-codec",
+        choices=("vp8", "h264"),
+        default="vp8",
+        help="preferred codec of what we send: h264 is used while every member can take it, else vp8",
+    )
 
 
 def register(commands: Any) -> None:

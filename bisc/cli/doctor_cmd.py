@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         enc = entry["encoder"] or "missing"
         dec = entry["decoder"] or "missing"
         print(f"  {purpose:<6} encoder: {enc:<10} decoder: {dec}")
+    if info["pyav"]:
+        fec = "libopus (in-band FEC, packet-loss concealment)" if info["opus_fec"] else "missing: a fade"
+        print(f"  Opus loss recovery: {fec}")
     print("\nAudio devices:")
     if info["audio_error"]:
         print(f"  {info['audio_error']}")

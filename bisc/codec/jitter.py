@@ -14,7 +14,12 @@ never by a timer.
   time minus the arrival its timestamp predicts, against the fastest packet
   of the last `WINDOW` packets) goes into a forgetting histogram of 10 ms
   bins; the target is its 95th percentile, clamped to [min_delay, max_delay].
-  It starts at `start_delay`.
+  It starts at `start_delay`. While every packet so far arrived within a bin
+  of the fastest (a clean link), the start weighs as START_WEIGHT packets: the
+  forget factor grows as 1 - 1/(n + START_WEIGHT) up to FORGET (as NetEQ's
+  does), so a clean link is at its floor after about a second rather than the
+  3.5 s a fixed factor takes. The first jitter ends that: a link that jitters
+  from the start keeps the cautious start as long as before.
 - The buffer level (audio buffered from the next frame to play on, smoothed)
   is steered toward the target one frame at a time: "accelerate" drops one
   frame (the smaller of the next two, the likelier silence) when the level is
@@ -24,7 +29,9 @@ never by a timer.
   pops. Dropping or inventing 20 ms of speech is audible, so both wait for a
   quiet frame (a payload under QUIET_RATIO of the mean size: Opus spends few
   bytes on silence) unless the level is FORCE_FRAMES or more off target, or
-  PATIENCE chances went by without one (music, a steady tone: no pauses).
+  PATIENCE chances went by without one (music, a steady tone: no pauses);
+  after such a wait the steering goes on without waiting while the level is
+  still more than STEER_ON frames off target.
   Missing frames are decoded from the next packet's in-band FEC when it
   is buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
 
@@ -58,6 +65,9 @@ SIZE_KEEP = 0.98  # smoothing of the mean payload size
 QUIET_RATIO = 0.4  # a payload under this fraction of the mean size is (near) silence
 FORCE_FRAMES = 4.0  # this far (in frames) off target, adjust even in speech
 PATIENCE = 50  # adjustment opportunities (about a second) to wait for a quiet frame
+STEER_ON = 1.5  # frames off target after an adjustment that had waited PATIENCE: adjust again at once
+FORGET_RAMP = 64  # packets over which the forget factor grows to FORGET (1 - 1/(64 + 3) > FORGET)
+START_WEIGHT = 3.0  # start_delay weighs as this many packets: gone (under 5%) after about a second
 
 STAT_NAMES = (
     "received",
@@ -136,6 +146,7 @@ class JitterBuffer:
         start_bin = int(self.start_delay / BIN + 0.5) - 1
         self._hist[max(0, min(nbins - 1, start_bin))] = 1.0
         self._target = self.start_delay
+        self._measured = 0  # packets fed to the histogram, up to the one whose forget factor is FORGET
         self._window = [0.0] * WINDOW
         self._stats = dict.fromkeys(STAT_NAMES, 0)
         self._reset_stream()
@@ -277,9 +288,17 @@ class JitterBuffer:
         nbins = len(hist)
         q = rel / BIN
         index = nbins - 1 if q >= float(nbins) else int(q)
+        forget = FORGET
+        if rel >= BIN:  # jitter: no faster forgetting of the start from here on
+            self._measured = FORGET_RAMP
+        if self._measured < FORGET_RAMP:
+            self._measured += 1
+            forget = 1.0 - 1.0 / (float(self._measured) + START_WEIGHT)
+            if forget > FORGET:
+                forget = FORGET
         for i in range(nbins):
-            hist[i] *= FORGET
-        hist[index] += 1.0 - FORGET
+            hist[i] *= forget
+        hist[index] += 1.0 - forget
         acc = 0.0
         i = 0
         while i < nbins - 1:
@@ -369,7 +388,8 @@ class JitterBuffer:
                         self._next = (nxt + 2) & 0xFFFFFFFF
                         self._level -= fd
                         self._since_adjust = 0
-                        self._waiting = 0
+                        if not urgent or self._level <= target + STEER_ON * fd:
+                            self._waiting = 0
                         stats["accelerated"] += 1
                         if len(following) < len(payload):  # drop the likelier silence
                             return Decision(ACCELERATE, payload, nxt)
@@ -380,7 +400,8 @@ class JitterBuffer:
                     store[nxt] = payload  # not consumed
                     self._level += fd
                     self._since_adjust = 0
-                    self._waiting = 0
+                    if not urgent or self._level >= target - STEER_ON * fd:
+                        self._waiting = 0
                     stats["expanded"] += 1
                     return Decision(EXPAND, b"", nxt)
                 self._waiting += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -78,14 +79,58 @@ def list_audio_devices() -> tuple[list[AudioDevice], str | None]:
     return devices, None if devices else "PortAudio found no audio devices"
 
 
-def list_cameras() -> tuple[list[str], str | None]:
-    """Camera device names as PyAV's device input expects them."""
-    if sys.platform.startswith("linux"):
+def list_cameras(platform: str | None = None) -> tuple[list[str], str | None]:
+    """Camera device names as PyAV's device input expects them (`--video camera:NAME`)."""
+    p = platform or sys.platform
+    if p.startswith("linux"):
         cameras = sorted(glob.glob("/dev/video*"))
         return cameras, None if cameras else "no /dev/video* devices"
-    # avfoundation and dshow list devices only through FFmpeg's log output;
-    # the video issue adds that probe behind this same function.
-    return [], f"camera listing is not implemented on {sys.platform} yet"
+    fmt = {"darwin": "avfoundation", "win32": "dshow", "cygwin": "dshow"}.get(p)
+    if fmt is None:
+        return [], f"no camera support on {p}"
+    try:
+        import av
+        import av.logging
+    except ImportError:
+        return [], "PyAV is not installed (pip install 'bisc[media]')"
+    if not any(fmt in name.split(",") for name in av.formats_available):
+        return [], f"this PyAV build has no {fmt} input device support"
+    # avfoundation and dshow list their devices only in FFmpeg's log, while failing to open "nothing".
+    with av.logging.Capture() as logs, contextlib.suppress(Exception):
+        av.open("video=dummy" if fmt == "dshow" else "", format=fmt, options={"list_devices": "true"})
+    cameras = parse_device_list(fmt, [str(message) for _level, _name, message in logs])
+    return cameras, None if cameras else f"{fmt} lists no cameras"
+
+
+_AVF_ENTRY = re.compile(r"^\[(\d+)\] (.+)$")
+_DSHOW_ENTRY = re.compile(r'^\s*"(.+)"(?: \((video|audio|none)\))?\s*$')
+
+
+def parse_device_list(fmt: str, lines: list[str]) -> list[str]:
+    """Camera names from FFmpeg's `list_devices` log lines (avfoundation: "[0] FaceTime HD Camera"
+    under "AVFoundation video devices:"; dshow: '"Integrated Camera" (video)', or the names under
+    "DirectShow video devices" in older FFmpeg). dshow names come back as "video=NAME", the form its
+    input takes; screens that avfoundation lists as cameras are left out."""
+    cameras: list[str] = []
+    section = ""
+    for raw in lines:
+        line = raw.strip()
+        lower = line.lower()
+        if "video devices" in lower:
+            section = "video"
+            continue
+        if "audio devices" in lower:
+            section = "audio"
+            continue
+        if fmt == "avfoundation":
+            m = _AVF_ENTRY.match(line)
+            if m and section == "video" and not m.group(2).startswith("Capture screen"):
+                cameras.append(m.group(2))
+        elif fmt == "dshow":
+            m = _DSHOW_ENTRY.match(line)
+            if m and (m.group(2) == "video" or (m.group(2) is None and section == "video")):
+                cameras.append(f"video={m.group(1)}")
+    return cameras
 
 
 def probe_codecs() -> tuple[dict[str, dict[str, Any]], str | None]:
@@ -120,7 +165,14 @@ def devices_report() -> dict[str, Any]:
         av_version: str | None = av.__version__
     except ImportError:
         av_version = None
+    try:
+        from bisc.media.opus import libopus_available
+
+        opus_fec = libopus_available()
+    except ImportError:
+        opus_fec = False
     return {
+        "opus_fec": opus_fec,  # libopus itself: real FEC and loss concealment, not a fade
         "audio_devices": [asdict(d) for d in audio],
         "audio_error": audio_error,
         "cameras": cameras,

@@ -16,6 +16,7 @@ reconfigure either encoder live (measured: see :meth:`VideoEncoder.set_bitrate`)
 
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 from typing import Literal, cast
@@ -222,6 +223,20 @@ class VideoEncoder:
                 )
             )
         return out
+
+
+@functools.cache
+def available_codecs() -> tuple[VideoCodec, ...]:
+    """The codecs this PyAV build can both encode and decode (what this node can offer and take)."""
+    found: list[VideoCodec] = []
+    for codec in CODECS:
+        try:
+            av.codec.Codec(_ENCODERS[codec], "w")
+            av.codec.Codec(_DECODERS[codec], "r")
+        except Exception:  # UnknownCodecError and the like: not in this build
+            continue
+        found.append(codec)
+    return tuple(found)
 
 
 def is_keyframe(codec: VideoCodec, data: bytes) -> bool:

@@ -70,6 +70,19 @@ class VideoSender:
     def request_keyframe(self) -> None:
         self._keyframe_wanted = True
 
+    def set_codec(self, codec: VideoCodec) -> None:
+        """Encode with `codec` from the next frame on (a keyframe); the stream must be offered again."""
+        with self._lock:
+            if codec == self.codec:
+                return
+            target = self.target
+            self.encoder = VideoEncoder(
+                codec, target.width, target.height, self.fps, self.encoder.bitrate, keyframe_interval=3.0
+            )
+            self.codec = codec
+            self._keyframe_wanted = True
+            self._last_keyframe = -1e9
+
     def set_estimate(self, estimate_bps: int, now: float, reserve_bps: int = 0) -> Target:
         """Move along the ladder for a new bandwidth estimate (the lowest over the receivers)."""
         target = self.ladder.update(estimate_bps, now, reserve_bps)

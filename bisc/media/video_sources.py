@@ -123,6 +123,11 @@ class CameraSource:
     ) -> None:
         check_size(width, height)
         fmt, default = camera_input_format()
+        if device is None and fmt == "dshow":
+            from bisc.media.devices import list_cameras  # dshow has no "first camera" name: ask
+
+            listed, _reason = list_cameras()
+            default = listed[0] if listed else default
         self.device = device or default
         self.width, self.height, self.fps = width, height, fps
         if fmt == "v4l2" and not os.path.exists(self.device):
