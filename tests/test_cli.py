@@ -87,11 +87,6 @@ def test_bench_quick_json() -> None:
         assert row["rate"] > 0
 
 
-def test_no_command_prints_help() -> None:
-    result = run_bisc()
-    assert result.returncode == 0 and "doctor" in result.stdout
-
-
 def test_devices_lists_or_explains() -> None:
     result = run_bisc("devices", "--json")
     assert result.returncode == 0, result.stderr

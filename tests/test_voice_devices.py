@@ -38,7 +38,9 @@ async def test_call_through_speaker_and_microphone(pulse_null_sink: str, tmp_pat
         await a_node.close()
         await b_node.close()
     pcm = read_wav(tmp_path / "a.wav")[-2 * RATE :]
-    assert abs(peak_hz(pcm) - 660.0) < 3
+    # B's playout sheds the backlog PulseAudio's late start leaves (up to ~25 dropped frames in 3 s);
+    # each 20 ms dropped from a tone advances its phase by 0.2 cycle, so the peak may read a few Hz high.
+    assert abs(peak_hz(pcm) - 660.0) < 6
     # Two Opus passes and a trip through PulseAudio at unity volume: the level survives within a few dB.
     assert band_rms(pcm, 660.0) > TONE_RMS * 0.5
     assert at_a.packets > 150 and at_a.decode_errors == 0

@@ -26,7 +26,6 @@ FORCE_FRAMES: Final = 4.0
 PATIENCE: Final = 50
 FORGET_RAMP: Final = 64
 START_WEIGHT: Final = 3.0
-STEER_ON: Final = 1.5
 STAT_NAMES: Final[tuple[str, ...]]
 
 @disjoint_base

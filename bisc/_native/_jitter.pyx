@@ -35,7 +35,6 @@ FORCE_FRAMES = 4.0
 PATIENCE = 50
 FORGET_RAMP = 64
 START_WEIGHT = 3.0
-STEER_ON = 1.5
 
 STAT_NAMES = (
     "received",
@@ -64,7 +63,6 @@ cdef enum:
 cdef double C_BIN = 0.01
 cdef double C_FORGET = 0.983
 cdef double C_START_WEIGHT = 3.0
-cdef double C_STEER_ON = 1.5
 cdef double C_QUANTILE = 0.95
 cdef double C_LEVEL_KEEP = 0.875
 cdef double C_MAX_JUMP = 10.0
@@ -479,8 +477,7 @@ Reorders, times and conceals one audio stream."""
                         self._next = nxt + 2
                         self._level -= fd
                         self._since_adjust = 0
-                        if not urgent or self._level <= target + C_STEER_ON * fd:
-                            self._waiting = 0
+                        self._waiting = 0
                         self._accelerated += 1
                         if len(<bytes>following) < len(<bytes>payload):
                             return _decision(_S_ACCELERATE, payload, nxt)
@@ -495,8 +492,7 @@ Reorders, times and conceals one audio stream."""
                     store[nxt] = payload
                     self._level += fd
                     self._since_adjust = 0
-                    if not urgent or self._level >= target - C_STEER_ON * fd:
-                        self._waiting = 0
+                    self._waiting = 0
                     self._expanded += 1
                     return _decision(_S_EXPAND, b"", nxt)
                 self._waiting += 1

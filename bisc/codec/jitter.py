@@ -29,9 +29,7 @@ never by a timer.
   pops. Dropping or inventing 20 ms of speech is audible, so both wait for a
   quiet frame (a payload under QUIET_RATIO of the mean size: Opus spends few
   bytes on silence) unless the level is FORCE_FRAMES or more off target, or
-  PATIENCE chances went by without one (music, a steady tone: no pauses);
-  after such a wait the steering goes on without waiting while the level is
-  still more than STEER_ON frames off target.
+  PATIENCE chances went by without one (music, a steady tone: no pauses).
   Missing frames are decoded from the next packet's in-band FEC when it
   is buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
 
@@ -65,7 +63,6 @@ SIZE_KEEP = 0.98  # smoothing of the mean payload size
 QUIET_RATIO = 0.4  # a payload under this fraction of the mean size is (near) silence
 FORCE_FRAMES = 4.0  # this far (in frames) off target, adjust even in speech
 PATIENCE = 50  # adjustment opportunities (about a second) to wait for a quiet frame
-STEER_ON = 1.5  # frames off target after an adjustment that had waited PATIENCE: adjust again at once
 FORGET_RAMP = 64  # packets over which the forget factor grows to FORGET (1 - 1/(64 + 3) > FORGET)
 START_WEIGHT = 3.0  # start_delay weighs as this many packets: gone (under 5%) after about a second
 
@@ -388,8 +385,7 @@ class JitterBuffer:
                         self._next = (nxt + 2) & 0xFFFFFFFF
                         self._level -= fd
                         self._since_adjust = 0
-                        if not urgent or self._level <= target + STEER_ON * fd:
-                            self._waiting = 0
+                        self._waiting = 0
                         stats["accelerated"] += 1
                         if len(following) < len(payload):  # drop the likelier silence
                             return Decision(ACCELERATE, payload, nxt)
@@ -400,8 +396,7 @@ class JitterBuffer:
                     store[nxt] = payload  # not consumed
                     self._level += fd
                     self._since_adjust = 0
-                    if not urgent or self._level >= target - STEER_ON * fd:
-                        self._waiting = 0
+                    self._waiting = 0
                     stats["expanded"] += 1
                     return Decision(EXPAND, b"", nxt)
                 self._waiting += 1
