@@ -235,6 +235,14 @@ async def test_tiles_badges_focus_and_shortcuts(gui: BiscApp, kivy_window: Any, 
         # M starts the mic (muted=False), M again mutes; typing an M in the chat is just a letter.
         await press_key(kivy_window, "m")
         await until(lambda: gui.voice_on, timeout=10, what="the mic from the M key")
+        # Bob talks (a tone): his tile rings while he does, and carries a link-quality badge.
+        await voice.set_input("tone:440")
+        await until(lambda: tile.speaking, timeout=15, what="Bob speaking")
+        await until(lambda: tile.quality in ("good", "fair", "poor"), timeout=15, what="a link quality")
+        assert tile.ids.quality_badge.opacity == 1 and tile.ids.quality_badge.text.endswith("link")
+        await screenshot(kivy_window, "call-speaking")
+        await voice.set_input("none")
+        await until(lambda: not tile.speaking, timeout=15, what="Bob quiet again")
         await press_key(kivy_window, "m")
         await until(lambda: gui.muted, what="muted by the M key")
         await until(lambda: call.tiles[me].ids.mute_badge.opacity == 1, what="my mute badge")

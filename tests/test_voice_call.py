@@ -206,6 +206,14 @@ def test_packet_header_layout_is_what_the_voice_path_expects() -> None:
 
 async def test_microphone_can_be_started_and_stopped_mid_call(nodes: list[Node], tmp_path: Path) -> None:
     a, b = await channel_of(nodes, 2)
+    heard: list[SpeakingChanged] = []
+
+    async def watch() -> None:
+        async for event in b.events():
+            if isinstance(event, SpeakingChanged) and event.peer_id == a.me:
+                heard.append(event)
+
+    watcher = asyncio.ensure_future(watch())
     va = await a.start_voice("none", "none")  # listening only
     vb = await b.start_voice("none", str(tmp_path / "b.wav"))
     await asyncio.sleep(0.5)
@@ -213,8 +221,11 @@ async def test_microphone_can_be_started_and_stopped_mid_call(nodes: list[Node],
     await va.set_input("tone:440")
     await wait_until(lambda: len(vb.stats()) == 1, 5.0, "b receives a's new input")
     await wait_until(lambda: vb.stats()[a.me].packets > 100, 5.0, "two seconds of it")
-    await va.set_input("none")
+    assert heard and heard[-1].speaking
+    await va.set_input("none")  # mid-word: a's stream goes, and with it a's speaking mark at b
     await wait_until(lambda: not vb.stats(), 5.0, "b dropped the stopped stream")
+    await wait_until(lambda: not heard[-1].speaking, 3.0, "a no longer speaking at b")
+    watcher.cancel()
     sent = va.sent_datagrams
     await asyncio.sleep(0.5)
     assert va.sent_datagrams == sent

@@ -127,6 +127,7 @@ class VoiceCall:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._announce_speaking({})  # nobody is heard any more
         self.session.remove_local(VOICE_STREAM)
         self.session.set_acceptor("audio", None)
         # Close the devices off the loop: joining a device thread can take a period or two.
@@ -204,10 +205,17 @@ class VoiceCall:
         while True:
             await asyncio.sleep(SPEAKING_POLL)
             now = {me: self.sender.speaking} | {p: r.speaking.speaking for p, r in self._mix}
-            for peer, speaking in now.items():
-                if self._speaking.get(peer, False) != speaking:
-                    self.channel._emit(SpeakingChanged(peer, speaking))
-            self._speaking = now
+            self._announce_speaking(now)
+
+    def _announce_speaking(self, now: dict[EndpointId, bool]) -> None:
+        """SpeakingChanged for every change, including peers whose stream went (mic off, left)."""
+        for peer, speaking in now.items():
+            if self._speaking.get(peer, False) != speaking:
+                self.channel._emit(SpeakingChanged(peer, speaking))
+        for peer, was in self._speaking.items():
+            if was and peer not in now:
+                self.channel._emit(SpeakingChanged(peer, False))
+        self._speaking = now
 
     def stats(self) -> dict[EndpointId, VoiceStats]:
         """Per peer we receive voice from: loss, jitter, delays, bitrate, RTT."""
