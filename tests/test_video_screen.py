@@ -117,3 +117,50 @@ def test_no_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(ScreenCaptureError, match="DISPLAY"):
         ScreenSource(1)
+
+
+def test_quartz_window_entries() -> None:
+    """macOS windows come from Quartz's window list: normal windows (layer 0) with a size, named by
+    app and title; menu bar, Dock and zero-size overlays are left out. The entries are what
+    CGWindowListCopyWindowInfo returns (dicts keyed by its constants, here their names)."""
+    from types import SimpleNamespace
+
+    from bisc.media.video_desktop_mac import window_from_quartz
+
+    keys = SimpleNamespace(
+        **{k: k for k in ("kCGWindowLayer", "kCGWindowBounds", "kCGWindowName", "kCGWindowOwnerName",
+                          "kCGWindowNumber")}
+    )  # fmt: skip
+
+    def entry(number: int, layer: int, owner: str, title: str, w: int, h: int) -> dict[str, object]:
+        return {
+            "kCGWindowNumber": number,
+            "kCGWindowLayer": layer,
+            "kCGWindowOwnerName": owner,
+            "kCGWindowName": title,
+            "kCGWindowBounds": {"X": 10, "Y": 25, "Width": w, "Height": h},
+        }
+
+    editor = window_from_quartz(entry(41, 0, "TextEdit", "notes.txt", 800, 600), keys)
+    assert editor is not None and (editor.id, editor.title) == (41, "TextEdit: notes.txt")
+    assert (editor.x, editor.y, editor.width, editor.height) == (10, 25, 800, 600)
+    untitled = window_from_quartz(entry(42, 0, "Finder", "", 640, 480), keys)
+    assert untitled is not None and untitled.title == "Finder"  # no Screen Recording permission
+    assert window_from_quartz(entry(43, 25, "Dock", "Dock", 1440, 80), keys) is None
+    assert window_from_quartz(entry(44, 0, "Overlay", "x", 0, 0), keys) is None
+
+
+def test_each_platform_has_its_desktop_backend() -> None:
+    """X11 here; the Windows (user32) and macOS (Quartz) backends only exist on their platforms."""
+    import sys
+
+    import bisc.media.video_desktop_mac as mac
+    import bisc.media.video_desktop_win as win
+    from bisc.media.video_screen import desktop_for_platform
+    from bisc.media.video_x11 import X11Desktop
+
+    assert not hasattr(win, "WindowsDesktop") and not hasattr(mac, "MacDesktop")
+    if sys.platform.startswith("linux") and os.environ.get("DISPLAY"):
+        desktop = desktop_for_platform()
+        assert isinstance(desktop, X11Desktop)
+        desktop.close()

@@ -1,8 +1,9 @@
 """Screen capture: a whole display, or one window by title, with the pointer drawn in.
 
 Pixels come from ``mss`` (X11, macOS, Windows). Windows and the pointer come from a :class:`Desktop`
-backend: X11 is implemented (:mod:`bisc.media.video_x11`); macOS/Windows plug in a class with the same
-three methods (until then, whole-display capture works there and window capture raises a clear error).
+backend, one per platform: X11 (:mod:`bisc.media.video_x11`), Windows (:mod:`bisc.media.video_desktop_win`,
+ctypes), macOS (:mod:`bisc.media.video_desktop_mac`, Quartz); elsewhere whole-display capture works and
+window capture raises a clear error.
 
 An ``mss`` instance belongs to the thread that created it: create and use a ScreenSource on one thread.
 """
@@ -72,7 +73,16 @@ class _NoWindows:
 
 
 def desktop_for_platform(x_display: str | None = None) -> Desktop:
-    """The Desktop backend of this platform (X11 on Linux/BSD, a window-less stand-in elsewhere)."""
+    """The Desktop backend of this platform (X11 on Linux/BSD, user32 on Windows, Quartz on macOS; a
+    window-less stand-in elsewhere)."""
+    if sys.platform == "win32":
+        from bisc.media.video_desktop_win import WindowsDesktop
+
+        return WindowsDesktop()
+    if sys.platform == "darwin":
+        from bisc.media.video_desktop_mac import MacDesktop
+
+        return MacDesktop()
     if sys.platform.startswith(("linux", "freebsd", "openbsd")):
         return X11Desktop(x_display)
     return _NoWindows(sys.platform)
