@@ -503,7 +503,7 @@ class BiscApp(App):  # type: ignore[misc]
         they name something other than the mic or the speaker (a tone, a WAV file, none)."""
         from functools import partial
 
-        from kivy_app.audio_check import audio_device_spec, in_audio_thread
+        from bisc.app.audio_check import audio_device_spec, in_audio_thread
         from kivy_app.prefs import voice_quality
 
         chosen: dict[str, Any] = {"quality": voice_quality(self.settings.audio_quality)}

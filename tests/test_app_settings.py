@@ -389,7 +389,7 @@ async def test_devices_meter_and_test_tone(gui: BiscApp, kivy_window: Any) -> No
 
 
 async def test_missing_devices_are_explained(gui: BiscApp, kivy_window: Any, monkeypatch: Any) -> None:
-    import kivy_app.audio_check as audio_check
+    import bisc.app.audio_check as audio_check
 
     screen = await open_settings(gui)  # a saved microphone that is unplugged now
     await until(lambda: screen.devices is not None, timeout=15, what="the device lists")

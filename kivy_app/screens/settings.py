@@ -17,8 +17,7 @@ from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
 
-from bisc.errors import BiscError
-from kivy_app.audio_check import (
+from bisc.app.audio_check import (
     DeviceLists,
     LevelMeter,
     TonePlayer,
@@ -27,6 +26,7 @@ from kivy_app.audio_check import (
     meter_fraction,
     probe_devices,
 )
+from bisc.errors import BiscError
 from kivy_app.prefs import (
     audio_bitrate_kbps,
     check_display_name,

@@ -1,4 +1,5 @@
-"""Audio for the Settings screen, with no UI: device lists, a live input level and a short test tone.
+"""Checking audio devices, for any front end (the app's Settings screen uses it): device lists, a live
+input level and a short test tone.
 
 PortAudio calls block (listing or opening a device can take a good fraction of a second), so all of
 them run in a worker thread; the level is written on PortAudio's thread and read by the UI's clock.
