@@ -350,3 +350,20 @@ def test_relay_bottleneck_queues_then_drops() -> None:
     assert model.decide(0, 1000, now=10.0) == (Verdict.FORWARD, 0.0)
     with pytest.raises(ValueError):
         model.set_rate(0)
+
+
+def test_repeated_calls_are_averaged() -> None:
+    from bisc.bench.voice_quality import _mean_of, format_table
+
+    runs = [
+        {"pesq": 3.0, "delay_ms": 40.0, "cpu_pct": 10.0, "relays": [1]},
+        {"pesq": 3.6, "delay_ms": 60.0, "cpu_pct": 12.0, "relays": [2]},
+        {"pesq": None, "delay_ms": None, "cpu_pct": None, "error": "RuntimeError: peer died"},
+    ]
+    row = _mean_of(runs)
+    assert row["pesq"] == pytest.approx(3.3) and row["pesq_min"] == 3.0 and row["pesq_runs"] == [3.0, 3.6]
+    assert row["delay_ms"] == pytest.approx(50.0) and row["cpu_pct"] == pytest.approx(11.0)
+    assert row["error"] == "1 of 3 calls failed: RuntimeError: peer died"
+    assert _mean_of(runs[:1]) == runs[0]  # one call: as it was
+    table = format_table([{"stack": "bisc", "loss": 0.05, "jitter_ms": 30.0} | row])
+    assert "3.30" in table and "PESQ of 2 calls: 3.00 3.60" in table

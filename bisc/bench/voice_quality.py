@@ -133,7 +133,13 @@ async def _read_stdin() -> dict[str, Any]:
 
 
 async def _run_bisc(
-    speech: Path, out_wav: Path, loss: float, jitter_ms: float, seconds: float, quality: str = "medium"
+    speech: Path,
+    out_wav: Path,
+    loss: float,
+    jitter_ms: float,
+    seconds: float,
+    quality: str = "medium",
+    seed: int = 1,
 ) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -157,7 +163,8 @@ async def _run_bisc(
             msg = json.loads(line)
             if msg["type"] == "relay":
                 # Clean until the voice starts, as for aiortc.
-                relay = await ImpairedRelay(tuple(msg["target"]), 0.0, 0.0, seed=len(relays) + 1).start()
+                relay_seed = seed + 1000 * len(relays)
+                relay = await ImpairedRelay(tuple(msg["target"]), 0.0, 0.0, seed=relay_seed).start()
                 relays.append(relay)
                 proc.stdin.write((json.dumps({"addr": list(relay.addr)}) + "\n").encode())
             elif msg["type"] == "media":
@@ -217,7 +224,10 @@ async def run_voice_quality_async(
     workdir: Path | None = None,
     seed: int = 1,
     quality: str = "medium",
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
+    """One row per stack and loss rate; with repeats > 1, the mean of that many calls whose losses and
+    jitter come from different seeds (which frames a loss hits moves PESQ by several tenths)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -226,23 +236,51 @@ async def run_voice_quality_async(
         rows: list[dict[str, Any]] = []
         for stack in stacks:
             for loss in losses:
-                out = root / f"{stack}-loss{loss:g}-jitter{jitter_ms:g}.wav"
-                row: dict[str, Any] = {"stack": stack, "loss": loss, "jitter_ms": jitter_ms}
-                try:
-                    if stack == "aiortc":
-                        bitrate = QUALITY_BITRATES[quality]
-                        row |= await run_aiortc_once(speech, out, loss, jitter_ms, seed=seed, bitrate=bitrate)
-                    elif stack == "aiortc-default":
-                        row |= await run_aiortc_once(speech, out, loss, jitter_ms, seed=seed)
-                    elif stack == "bisc":
-                        row |= await _run_bisc(speech, out, loss, jitter_ms, length, quality)
-                    else:
-                        raise ValueError(f"unknown stack {stack!r}")
-                except (RuntimeError, OSError, TimeoutError, ImportError) as exc:
-                    # One failed call (a missing aiortc, a peer that died) is a row, not the end of the run.
-                    row |= {"pesq": None, "delay_ms": None, "cpu_pct": None, "error": _short(exc)}
-                rows.append(row)
+                runs = []
+                for i in range(max(1, repeats)):
+                    out = root / f"{stack}-loss{loss:g}-jitter{jitter_ms:g}-{i}.wav"
+                    run = await _run_once(stack, speech, out, loss, jitter_ms, length, quality, seed + i)
+                    runs.append(run)
+                rows.append({"stack": stack, "loss": loss, "jitter_ms": jitter_ms} | _mean_of(runs))
         return rows
+
+
+async def _run_once(
+    stack: str, speech: Path, out: Path, loss: float, jitter_ms: float, length: float, quality: str, seed: int
+) -> dict[str, Any]:
+    try:
+        if stack == "aiortc":
+            bitrate = QUALITY_BITRATES[quality]
+            return await run_aiortc_once(speech, out, loss, jitter_ms, seed=seed, bitrate=bitrate)
+        if stack == "aiortc-default":
+            return await run_aiortc_once(speech, out, loss, jitter_ms, seed=seed)
+        if stack == "bisc":
+            return await _run_bisc(speech, out, loss, jitter_ms, length, quality, seed=seed)
+        raise ValueError(f"unknown stack {stack!r}")
+    except (RuntimeError, OSError, TimeoutError, ImportError) as exc:
+        # One failed call (a missing aiortc, a peer that died) is a row, not the end of the run.
+        return {"pesq": None, "delay_ms": None, "cpu_pct": None, "error": _short(exc)}
+
+
+_AVERAGED = ("pesq", "delay_ms", "cpu_pct", "payload_kbps", "wire_kbps", "e2e_ms")
+
+
+def _mean_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's fields, with the figures averaged over the runs that have them; the PESQ of
+    every run and the lowest one beside the mean."""
+    if len(runs) == 1:
+        return runs[0]
+    row = dict(runs[0])
+    for key in _AVERAGED:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        row[key] = sum(values) / len(values) if values else None
+    scores = [r["pesq"] for r in runs if r.get("pesq") is not None]
+    row["pesq_runs"] = scores
+    row["pesq_min"] = min(scores) if scores else None
+    errors = [r["error"] for r in runs if r.get("error")]
+    if errors and scores:
+        row["error"] = f"{len(errors)} of {len(runs)} calls failed: {errors[0]}"
+    return row
 
 
 def _short(exc: BaseException) -> str:
@@ -257,10 +295,13 @@ def run_voice_quality(
     seconds: float | None = None,
     workdir: Path | None = None,
     quality: str = "medium",
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
     """Rows {stack, loss, jitter_ms, pesq, delay_ms, cpu_pct, payload_kbps, wire_kbps, ...};
-    seconds=None sends the whole sample."""
-    return asyncio.run(run_voice_quality_async(stacks, losses, jitter_ms, seconds, workdir, quality=quality))
+    seconds=None sends the whole sample; repeats > 1 averages that many calls (pesq_min, pesq_runs)."""
+    return asyncio.run(
+        run_voice_quality_async(stacks, losses, jitter_ms, seconds, workdir, quality=quality, repeats=repeats)
+    )
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -275,9 +316,15 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"{r['stack']:<14} {r['loss']:>5.0%} {r['jitter_ms']:>5.0f}ms {cell(r.get('pesq'), '8.2f')} "
             f"{cell(r.get('delay_ms'), '9.0f')} {cell(r.get('cpu_pct'), '6.1f')} "
-            f"{cell(r.get('payload_kbps'), '9.1f')} {cell(r.get('wire_kbps'), '9.1f')}  {r.get('error', '')}"
+            f"{cell(r.get('payload_kbps'), '9.1f')} {cell(r.get('wire_kbps'), '9.1f')}  {_note(r)}"
         )
     return "\n".join(lines)
+
+
+def _note(row: dict[str, Any]) -> str:
+    runs = row.get("pesq_runs")
+    spread = f"PESQ of {len(runs)} calls: " + " ".join(f"{p:.2f}" for p in runs) if runs else ""
+    return "; ".join(x for x in (spread, row.get("error", "")) if x)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -288,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--jitter-ms", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=None, help="cut the speech sample to this length")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the WAV files here")
+    parser.add_argument("--repeats", type=int, default=1, help="calls per row, each with other losses")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: run the bisc peers
     args = parser.parse_args(argv)
@@ -302,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seconds=args.seconds,
         workdir=args.workdir,
         quality=args.quality,
+        repeats=args.repeats,
     )
     print(json.dumps(rows, indent=1, default=str) if args.json else format_table(rows))
 
