@@ -8,6 +8,7 @@ import itertools
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -355,7 +356,7 @@ def test_relay_bottleneck_queues_then_drops() -> None:
 def test_repeated_calls_are_averaged() -> None:
     from bisc.bench.voice_quality import _mean_of, format_table
 
-    runs = [
+    runs: list[dict[str, Any]] = [
         {"pesq": 3.0, "delay_ms": 40.0, "cpu_pct": 10.0, "relays": [1]},
         {"pesq": 3.6, "delay_ms": 60.0, "cpu_pct": 12.0, "relays": [2]},
         {"pesq": None, "delay_ms": None, "cpu_pct": None, "error": "RuntimeError: peer died"},

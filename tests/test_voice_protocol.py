@@ -332,3 +332,24 @@ def test_refuse_reason_refuses(offer: StreamOffer, words: str) -> None:
     reason = refuse_reason(offer)
     assert reason is not None and words in reason
     assert f"stream {offer.stream_id}" in reason
+
+
+def test_accelerate_splices_where_the_frames_agree() -> None:
+    """Taking 20 ms out of two frames: the cut goes where "now" and "20 ms later" differ least (here
+    the pause between two sounds), so both sounds stay whole; the output starts as the first frame
+    and ends as the second, so it joins the frames around it."""
+    from bisc.media.voice_receiver import SPLICE_SAMPLES, splice_out_frame
+
+    t = np.arange(FRAME_SAMPLES) / 48000.0
+    tone = np.round(8000 * np.sin(2 * np.pi * 440.0 * t)).astype(np.int16)
+    first = np.where(np.arange(FRAME_SAMPLES) < 400, tone, 0).astype(np.int16)
+    second = np.where(np.arange(FRAME_SAMPLES) >= 700, tone, 0).astype(np.int16)
+    out = splice_out_frame(first, second)
+    assert out.dtype == np.int16 and out.shape == (FRAME_SAMPLES,)
+    assert np.array_equal(out[:400], first[:400]) and np.array_equal(out[700:], second[700:])
+    assert not out[400:700].any()
+    # Nothing alike anywhere: still one frame, first's start and second's end, no wrap-around.
+    loud = np.full(FRAME_SAMPLES, 30000, dtype=np.int16)
+    out = splice_out_frame(loud, -loud)
+    assert out[0] == 30000 and out[-1] == -30000 and out.shape == (FRAME_SAMPLES,)
+    assert SPLICE_SAMPLES < FRAME_SAMPLES

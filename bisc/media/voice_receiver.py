@@ -31,7 +31,8 @@ E2E_RECENT = 100  # the frames (2 s) the reported quantiles cover
 _RECENT = 128  # recent packets remembered by sequence (about 2.5 s)
 
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-_FADE_IN = np.linspace(0.0, 1.0, FRAME_SAMPLES)
+SPLICE_SAMPLES = 240  # 5 ms: the crossfade where an accelerate joins "now" to "20 ms later"
+_FADE_IN = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, SPLICE_SAMPLES))  # raised cosine
 _FADE_OUT = 1.0 - _FADE_IN
 
 
@@ -59,6 +60,26 @@ class VoiceStats:
     decode_errors: int
     speaking: bool
     level_dbfs: float
+
+
+def splice_out_frame(first: Pcm, second: Pcm) -> Pcm:
+    """One frame from two consecutive ones, 20 ms of audio taken out: the output starts as `first`
+    and ends as `second`, jumping from "now" to "20 ms later" with a short crossfade where the two
+    differ least (a pause between sounds, or a pitch period that repeats). Crossfading the whole
+    frames instead smeared two different sounds over 20 ms: three such cuts took a clean call's
+    PESQ from 4.18 to 3.76."""
+    n, fade = first.shape[0], SPLICE_SAMPLES
+    x = np.concatenate((first, second)).astype(np.float64)
+    diff = x[:n] - x[n:]
+    # mismatch[a]: squared difference over the crossfade window starting at a (a in 0..n - fade)
+    run = np.concatenate(([0.0], np.cumsum(diff * diff)))
+    mismatch = run[fade:] - run[:-fade]
+    a = int(np.argmin(mismatch))
+    out = np.empty(n, dtype=np.float64)
+    out[:a] = x[:a]
+    out[a : a + fade] = x[a : a + fade] * _FADE_OUT + x[n + a : n + a + fade] * _FADE_IN
+    out[a + fade :] = x[n + a + fade :]
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
 class VoiceReceiver:
@@ -176,8 +197,8 @@ class VoiceReceiver:
 
     def _accelerate(self, payload: bytes, sequence: int) -> Pcm:
         """Play 20 ms in place of 40: decode both frames (skipping one would leave the decoder's
-        prediction state behind, which it shows as a quiet, smeared frame) and crossfade from the
-        first into the second, so the output joins both the frame before and the frame after."""
+        prediction state behind, which it shows as a quiet, smeared frame) and splice them (see
+        splice_out_frame), so the output joins both the frame before and the frame after."""
         # The buffer drops the frame after the one it returns, or the one before it.
         dropped_seq = (
             (sequence + 1) & 0xFFFFFFFF
@@ -191,7 +212,7 @@ class VoiceReceiver:
             first, second = self.decoder.decode(payload), self.decoder.decode(dropped[1])
         else:
             first, second = self.decoder.decode(dropped[1]), self.decoder.decode(payload)
-        return np.round(first * _FADE_OUT + second * _FADE_IN).astype(np.int16)
+        return splice_out_frame(first, second)
 
     def _note_delay(self, sequence: int, now: float) -> None:
         clock = self._sender_clock
