@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 
 from bisc.app import Node
@@ -109,6 +110,17 @@ async def test_call_with_a_headless_peer(gui: BiscApp, kivy_window: Any, tmp_pat
         await channel.start_camera(source, size=size)
         await until(lambda: call.tiles[bob_key].texture is not None, timeout=15, what="Bob's video")
         assert tuple(call.tiles[bob_key].texture.size) == (320, 180)
+        # What the tile shows is Bob's pattern: its stamp reads back from the texture's own pixels.
+        from bisc.media.video_pattern import read_pattern_stamp
+
+        def stamp_on_tile() -> tuple[int, int] | None:
+            texture = call.tiles[bob_key].texture
+            rgba = np.frombuffer(texture.pixels, dtype=np.uint8).reshape(180, 320, 4)
+            return read_pattern_stamp(np.ascontiguousarray(rgba[:, :, :3]), "rgb24")  # rows as uploaded
+
+        first = stamp_on_tile()
+        assert first is not None, "the tile does not show a readable pattern"
+        await until(lambda: (stamp_on_tile() or (0, 0))[0] > first[0], what="the pattern's counter moving")
 
         # Chat from the app (typed and sent by touch) reaches Bob; Bob's reaches the app.
         received: list[str] = []
