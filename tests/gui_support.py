@@ -253,4 +253,11 @@ async def go_home(app: BiscApp) -> None:
         await tap(app.view("call").ids.leave_button)
     if app.sm is not None and app.sm.current == "settings":
         app.show("home")
-    await until(lambda: app.sm is not None and app.sm.current == "home" and app.channel is None, what="home")
+    # Home is current and its switch is over: the ScreenManager ignores touches until then.
+    await until(
+        lambda: app.sm is not None
+        and app.sm.current == "home"
+        and app.channel is None
+        and not app.sm.transition.is_active,
+        what="home",
+    )

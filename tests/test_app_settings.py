@@ -426,3 +426,26 @@ async def test_settings_from_a_call_returns_to_it(gui: BiscApp) -> None:
     await tap(screen.ids.back_button)
     await shown(gui, "call")
     assert gui.in_call and not screen.meter.is_open
+
+
+async def test_mic_button_with_the_saved_microphone_gone(gui: BiscApp) -> None:
+    """The microphone saved in Settings is unplugged: the mic button says so in a sentence and the
+    call goes on with the system default (the null sink's monitor here); no traceback, no freeze."""
+    if not pulse_null_sink():
+        pytest.skip("needs PulseAudio's null sink for a default microphone")
+    gui.save_settings(audio_input_device="USB Headset (unplugged)")
+    gui.options.audio_in = "mic"
+    try:
+        await tap(gui.view("home").ids.create_button)
+        await until(lambda: gui.in_call, timeout=20, what="a new channel")
+        await shown(gui, "call")
+        await tap(gui.view("call").ids.mic_button)
+        await until(lambda: gui.voice_on, timeout=15, what="the mic on the default device")
+        assert "USB Headset (unplugged)" in gui.message and "not connected" in gui.message, gui.message
+        assert "Traceback" not in gui.message
+        assert gui.channel is not None and gui.channel.voice is not None and not gui.channel.voice.muted
+        await tap(gui.view("call").ids.leave_button)
+        await until(lambda: not gui.in_call, what="leaving")
+    finally:
+        gui.options.audio_in = "none"
+        gui.save_settings(audio_input_device="")
