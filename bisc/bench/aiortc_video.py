@@ -20,31 +20,17 @@ own window: `warmup` seconds after its first frame, then `seconds`.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from fractions import Fraction
 from typing import Any
 
 from bisc.bench.aiortc_voice import _peer_connection
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, spawn_module
 from bisc.bench.video_call import PSNR_EVERY, PSNR_MAX, psnr_figures
 from bisc.bench.voice import quantile
 
-STEP_TIMEOUT = 30.0
 VIDEO_CLOCK = 90_000
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-async def _read() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise RuntimeError("parent closed the pipe")
-    msg: dict[str, Any] = json.loads(line)
-    return msg
 
 
 def _pin_bitrate(bitrate: int) -> None:
@@ -116,12 +102,12 @@ async def _sender(width: int, height: int, fps: float, bitrate: int, warmup: flo
     pc = _peer_connection()
     pc.addTrack(PatternTrack())
     await pc.setLocalDescription(await pc.createOffer())
-    _emit({"type": "offer", "sdp": pc.localDescription.sdp})
-    answer = await _read()
+    emit({"type": "offer", "sdp": pc.localDescription.sdp})
+    answer = await read_parent()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     await asyncio.wait_for(window.closed.wait(), STEP_TIMEOUT + warmup + seconds)
-    _emit({"type": "done", "cpu": window.cpu, "wall": window.wall, "frames": counts["frames"]})
-    await _read()  # "quit": keep sending until the receiver has measured
+    emit({"type": "done", "cpu": window.cpu, "wall": window.wall, "frames": counts["frames"]})
+    await read_parent()  # "quit": keep sending until the receiver has measured
     await pc.close()
 
 
@@ -163,12 +149,12 @@ async def _receiver(width: int, height: int, warmup: float, seconds: float) -> N
     tasks: list[asyncio.Task[None]] = []
     pc = _peer_connection()
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
-    offer = await _read()
+    offer = await read_parent()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
     await pc.setLocalDescription(await pc.createAnswer())
-    _emit({"type": "answer", "sdp": pc.localDescription.sdp})
+    emit({"type": "answer", "sdp": pc.localDescription.sdp})
     await asyncio.wait_for(window.closed.wait(), STEP_TIMEOUT + warmup + seconds)
-    _emit(
+    emit(
         {
             "type": "done",
             "cpu": window.cpu,
@@ -181,7 +167,7 @@ async def _receiver(width: int, height: int, warmup: float, seconds: float) -> N
         }
         | psnr_figures(kept, (width, height))
     )
-    await _read()  # "quit"
+    await read_parent()  # "quit"
     await pc.close()
     for task in tasks:
         task.cancel()
@@ -190,44 +176,8 @@ async def _receiver(width: int, height: int, warmup: float, seconds: float) -> N
 # ---------------------------------------------------------------- parent side
 
 
-class _Peer:
-    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
-        self.proc, self.name = proc, name
-
-    async def read(self, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not line:
-            assert self.proc.stderr is not None
-            err = (await self.proc.stderr.read()).decode(errors="replace")[-1500:]
-            raise RuntimeError(f"aiortc {self.name} peer exited ({await self.proc.wait()}): {err}")
-        msg: dict[str, Any] = json.loads(line)
-        return msg
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-
-    async def finish(self) -> None:
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-async def _spawn(python: str, *args: str) -> _Peer:
-    proc = await asyncio.create_subprocess_exec(
-        python,
-        "-m",
-        "bisc.bench.aiortc_video",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        limit=1 << 24,
-    )
-    return _Peer(proc, args[0])
+async def _spawn(python: str, *args: str) -> PeerProcess:
+    return await spawn_module("bisc.bench.aiortc_video", args, f"aiortc {args[0]} peer", python=python)
 
 
 async def run_aiortc_video_async(

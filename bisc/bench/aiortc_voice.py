@@ -31,7 +31,6 @@ counts the Opus payload bytes it produced.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import sys
 import time
@@ -43,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bisc.bench.impair import Addr, ImpairedRelay
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, spawn_module
 from bisc.bench.pesq_score import delay_estimate, score
 from bisc.bench.speech import RATE, read_wav, write_wav
 
@@ -53,7 +53,6 @@ ON_TIME = 0.98
 # Added to the on-time quantile: arrival times carry a few ms of scheduling noise,
 # and without slack the quantile would by construction throw 2% of frames away.
 PLAYOUT_MARGIN = 0.005
-STEP_TIMEOUT = 30.0
 
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(127\.0\.0\.1) (\d+)( typ host.*)$", re.I | re.M)
 
@@ -100,19 +99,6 @@ def place_frames(
 
 
 # ---------------------------------------------------------------- peer processes
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-async def _read() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise RuntimeError("parent closed the pipe")
-    msg: dict[str, Any] = json.loads(line)
-    return msg
 
 
 def _loopback_only() -> None:
@@ -204,13 +190,13 @@ async def _sender(speech: Path, bitrate: int | None = None) -> None:
     pc = _peer_connection()
     pc.addTrack(WavTrack())
     await pc.setLocalDescription(await pc.createOffer())
-    _emit({"type": "offer", "sdp": pc.localDescription.sdp})
-    answer = await _read()
+    emit({"type": "offer", "sdp": pc.localDescription.sdp})
+    answer = await read_parent()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     await started.wait()
-    _emit({"type": "started", "t0": clock["t0"]})
+    emit({"type": "started", "t0": clock["t0"]})
     await finished.wait()
-    _emit(
+    emit(
         {
             "type": "done",
             "cpu": clock["cpu1"] - clock["cpu0"],
@@ -219,7 +205,7 @@ async def _sender(speech: Path, bitrate: int | None = None) -> None:
             "packets": encoded["packets"],
         }
     )
-    await _read()  # "quit": keep the call up until the receiver has stopped measuring
+    await read_parent()  # "quit": keep the call up until the receiver has stopped measuring
     await pc.close()
 
 
@@ -249,18 +235,18 @@ async def _receiver(record: Path) -> None:
 
     tasks: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
-    offer = await _read()
+    offer = await read_parent()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
     await pc.setLocalDescription(await pc.createAnswer())
-    _emit({"type": "answer", "sdp": pc.localDescription.sdp})
-    await _read()  # "stop"
+    emit({"type": "answer", "sdp": pc.localDescription.sdp})
+    await read_parent()  # "stop"
     cpu, wall = time.process_time() - clock.get("cpu0", 0.0), time.monotonic() - clock.get("t0", 0.0)
     lengths = np.array([len(c) for c in chunks], np.int64)
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
     np.savez(
         record, arrivals=np.array(arrivals), pts=np.array(pts, np.int64), lengths=lengths, samples=samples
     )
-    _emit(
+    emit(
         {
             "type": "done",
             "cpu": cpu if arrivals else 0.0,
@@ -276,43 +262,8 @@ async def _receiver(record: Path) -> None:
 # ---------------------------------------------------------------- parent side
 
 
-class _Peer:
-    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
-        self.proc, self.name = proc, name
-
-    async def read(self, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not line:
-            assert self.proc.stderr is not None
-            err = (await self.proc.stderr.read()).decode(errors="replace")[-1500:]
-            raise RuntimeError(f"aiortc {self.name} peer exited ({await self.proc.wait()}): {err}")
-        msg: dict[str, Any] = json.loads(line)
-        return msg
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-
-    async def finish(self) -> None:
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-async def _spawn(python: str, *args: str) -> _Peer:
-    proc = await asyncio.create_subprocess_exec(
-        python,
-        "-m",
-        "bisc.bench.aiortc_voice",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    return _Peer(proc, args[0])
+async def _spawn(python: str, *args: str) -> PeerProcess:
+    return await spawn_module("bisc.bench.aiortc_voice", args, f"aiortc {args[0]} peer", python=python)
 
 
 async def run_aiortc_once(

@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.gui_sender import encode_loop
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, spawn_module
 from bisc.bench.video import PIN_360P_BPS, PIN_720P_BPS
-from bisc.bench.video_call import MESH_TIMEOUT, STEP_TIMEOUT, _Proc
+from bisc.bench.video_call import MESH_TIMEOUT
 from bisc.bench.voice import quantile
 
 TILE_HEADERS = (
@@ -148,24 +149,14 @@ def display() -> Iterator[tuple[str, int | None]]:
         proc.wait(10)
 
 
-async def _spawn(args: Sequence[str], name: str, root: Path, env: dict[str, str] | None = None) -> _Proc:
-    log = root / f"{name}.log"
-    with log.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-            env=env,
-            limit=1 << 24,
-        )
-    return _Proc(proc, name, log)
+async def _spawn(
+    args: Sequence[str], name: str, root: Path, env: dict[str, str] | None = None
+) -> PeerProcess:
+    return await spawn_module(args[0], args[1:], name, log=root / f"{name}.log", env=env)
 
 
 async def _step(
-    procs: Sequence[_Proc], send: str | None, expect: str | None, timeout: float = STEP_TIMEOUT
+    procs: Sequence[PeerProcess], send: str | None, expect: str | None, timeout: float = STEP_TIMEOUT
 ) -> list[dict[str, Any]]:
     """Tell every process `send`, then wait for each one's `expect` line."""
     for proc in procs:
@@ -185,7 +176,7 @@ async def run_gui_call_async(
         root.mkdir(parents=True, exist_ok=True)
         ui_env = {**os.environ, **KIVY_ENV, "DISPLAY": screen, "KIVY_HOME": str(root / "kivy")}
         ui_cfg = dataclasses.asdict(cfg) | {"data_dir": str(root)}
-        procs: list[_Proc] = []
+        procs: list[PeerProcess] = []
         try:
             ui = await _spawn(["bisc.bench.gui_runner", json.dumps(ui_cfg)], "ui", root, ui_env)
             procs.append(ui)
@@ -199,7 +190,7 @@ async def run_gui_call_async(
             replay_file = root / "replay.pickle"
             if replay_task is not None:
                 replay_file.write_bytes(pickle.dumps(await replay_task))
-            peers: list[_Proc] = []
+            peers: list[PeerProcess] = []
             for i in range(1, cfg.peers + 1):
                 peer_cfg = dataclasses.asdict(cfg) | {
                     "name": f"P{i}",

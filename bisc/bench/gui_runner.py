@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.gui_sender import run_reporting
-from bisc.bench.video_call import _emit
+from bisc.bench.peer_process import emit
 
 NAME = "Bench UI"
 DRAIN_EVERY = 0.25  # s: the tiles' upload logs hold 256 entries, far more than 4 tiles fill in this
@@ -105,7 +105,7 @@ async def _measure(app: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     live = await _until(
         lambda: sum(_live(t, size) for t in _remote_tiles(app)) >= peers, float(cfg["live_timeout"])
     )
-    _emit({"type": "live", "complete": live})
+    emit({"type": "live", "complete": live})
     await asyncio.sleep(float(cfg["warmup"]))
     tiles = _remote_tiles(app)
     _drain(tiles, None)
@@ -113,7 +113,7 @@ async def _measure(app: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     Window.bind(on_flip=lambda *_: flips.append(time.monotonic()))
     swaps = _time_swaps(Window)
     samples: dict[str, list[tuple[float, float, float]]] = {}
-    _emit({"type": "measuring"})
+    emit({"type": "measuring"})
     decoded0, frames0 = _decoded(app), Clock.frames
     cpu0, main0, t0 = os.times(), time.thread_time(), time.monotonic()
     end = t0 + float(cfg["seconds"])
@@ -181,8 +181,8 @@ async def _run(cfg: dict[str, Any]) -> None:
         if not started:
             raise TimeoutError("the app did not show Home in 30 s")
         channel = await app.create_channel(NAME)
-        _emit({"type": "ticket", "ticket": channel.ticket().to_text()})
-        _emit(await _measure(app, cfg))
+        emit({"type": "ticket", "ticket": channel.ticket().to_text()})
+        emit(await _measure(app, cfg))
     finally:
         app.stop()
         with contextlib.suppress(Exception):

@@ -20,7 +20,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bisc.bench.video_call import MESH_TIMEOUT, _emit, _read, pin_target
+from bisc.bench.peer_process import emit, read_parent
+from bisc.bench.video_call import MESH_TIMEOUT, pin_target
 
 if TYPE_CHECKING:
     from bisc.media.video_types import EncodedFrame, VideoFrameIn
@@ -110,8 +111,8 @@ async def _peer(cfg: dict[str, Any]) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no full mesh of {cfg['peers'] + 1} nodes in {MESH_TIMEOUT} s")
             await asyncio.sleep(0.02)
-        _emit({"type": "ready"})
-        await _read()  # "send"
+        emit({"type": "ready"})
+        await read_parent()  # "send"
         video: Any = await channel.start_video()
         for member in channel.members:
             if member != ui:
@@ -128,16 +129,16 @@ async def _peer(cfg: dict[str, Any]) -> None:
         if frames is not None:
             sender.encoder.encode = ReplayEncoder(frames).encode
         pinned.set()
-        _emit({"type": "sending"})
-        await _read()  # "mark": the UI's window starts
+        emit({"type": "sending"})
+        await read_parent()  # "mark": the UI's window starts
         local = video._local[CAMERA_STREAM]  # its stale count: frames too late for the network
         cpu0, t0, frames0, stale0 = time.process_time(), time.monotonic(), sender.frames_encoded, local.stale
         link = channel._connections.get(ui)  # its datagram counters: is the UI's video lost here?
         offered0, dropped0 = _datagrams(link)
-        await _read()  # "report": it ended
+        await read_parent()  # "report": it ended
         cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
         offered, dropped = _datagrams(link)
-        _emit(
+        emit(
             {
                 "type": "done",
                 "name": cfg["name"],
@@ -152,7 +153,7 @@ async def _peer(cfg: dict[str, Any]) -> None:
                 "rtt_ms": 1000.0 * link.stats.rtt if link and link.stats.rtt is not None else None,
             }
         )
-        await _read()  # "quit"
+        await read_parent()  # "quit"
         await channel.stop_video()
 
 
@@ -161,7 +162,7 @@ def run_reporting(main: Coroutine[Any, Any, None]) -> None:
     try:
         asyncio.run(main)
     except Exception as exc:
-        _emit({"type": "error", "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
+        emit({"type": "error", "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bisc.bench.video_call import _peer_main, run_video_call
+from bisc.bench.video_call import run_video_call, run_video_peer
 from bisc.bench.voice import quantile
 
 DELAY_TARGET_P50_MS = 80.0
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: one peer process
     args = parser.parse_args(argv)
     if args.peer:
-        _peer_main(json.loads(args.peer))
+        run_video_peer(json.loads(args.peer))
         return
     report = run(quick=args.quick)
     print(json.dumps(report, indent=1, default=str) if args.json else format_report(report))

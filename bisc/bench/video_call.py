@@ -5,8 +5,8 @@ them through JSON lines on their stdin and stdout: the first peer creates the ch
 its ticket, the others join; once the mesh is full everyone takes video, then the senders send the
 stamped test pattern with their target pinned (`pin_target`), and each peer measures what it
 receives (fps, longest gap, freezes, glass-to-glass delays, its CPU; with keep_pictures the PSNR
-against the regenerated pattern) and reports it. `_Proc`, `_emit`, `_read` and `pin_target` also
-serve the gui bench's processes, `psnr_figures` the aiortc comparison.
+against the regenerated pattern) and reports it (processes: `bisc.bench.peer_process`). `pin_target`
+also serves the gui bench's senders, `psnr_figures` the aiortc comparison.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import asyncio
 import dataclasses
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-STEP_TIMEOUT = 30.0
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, run_peer, spawn_module
+
 MESH_TIMEOUT = 30.0
 POLL = 0.02  # s between looks at the receivers' newest picture (gap measurement)
 PSNR_EVERY = 0.5  # s between pictures kept for PSNR
@@ -89,19 +89,6 @@ def pin_target(sender: Any, bps: int) -> None:
 # ---------------------------------------------------------------- peer process
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
-    sys.stdout.flush()
-
-
-async def _read() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise RuntimeError("parent closed the pipe")
-    msg: dict[str, Any] = json.loads(line)
-    return msg
-
-
 async def _peer(cfg: dict[str, Any]) -> None:
     """One node: join the call, wait for the mesh, send (maybe) and receive video, measure, report."""
     from bisc.app import Node
@@ -118,7 +105,7 @@ async def _peer(cfg: dict[str, Any]) -> None:
     ) as node:
         if cfg["ticket"] is None:
             channel: Any = await node.create_channel()
-            _emit({"type": "ticket", "ticket": channel.ticket().to_text()})
+            emit({"type": "ticket", "ticket": channel.ticket().to_text()})
         else:
             channel = await node.join(BiscTicket.parse(cfg["ticket"]))
         deadline = time.monotonic() + MESH_TIMEOUT
@@ -126,11 +113,11 @@ async def _peer(cfg: dict[str, Any]) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no full mesh of {expected + 1} peers in {MESH_TIMEOUT} s")
             await asyncio.sleep(0.02)
-        _emit({"type": "ready"})
-        await _read()  # "go": everyone takes video before anyone offers it
+        emit({"type": "ready"})
+        await read_parent()  # "go": everyone takes video before anyone offers it
         video: Any = await channel.start_video(read_stamps=bool(cfg["read_stamps"]))
-        _emit({"type": "video_on"})
-        await _read()  # "send"
+        emit({"type": "video_on"})
+        await read_parent()  # "send"
         sender = None
         if cfg["index"] in senders:
             await channel.start_camera(
@@ -138,7 +125,7 @@ async def _peer(cfg: dict[str, Any]) -> None:
             )
             sender = video.sender(CAMERA_STREAM)
             pin_target(sender, int(cfg["pin_bps"]))
-        _emit({"type": "media"})
+        emit({"type": "media"})
         # Warm-up: every expected stream decoding, and `warmup` seconds of it.
         start = time.monotonic()
         deadline = start + float(cfg["warmup"]) + STEP_TIMEOUT
@@ -162,8 +149,8 @@ async def _peer(cfg: dict[str, Any]) -> None:
                 "keyframes": sender.keyframes,
                 "bytes_encoded": sender.bytes_encoded,
             }
-        _emit(result)
-        await _read()  # "quit": keep sending until every peer has measured
+        emit(result)
+        await read_parent()  # "quit": keep sending until every peer has measured
         await channel.stop_video()
 
 
@@ -228,67 +215,16 @@ def _finish_result(result: dict[str, Any], source_size: tuple[int, int]) -> dict
     return result
 
 
-def _peer_main(cfg: dict[str, Any]) -> None:
-    import traceback
-
-    try:
-        asyncio.run(_peer(cfg))
-    except Exception as exc:
-        _emit({"type": "error", "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
+async def _spawn(cfg: dict[str, Any], root: Path) -> PeerProcess:
+    index = cfg["index"]
+    return await spawn_module(
+        "bisc.bench.video", ["--peer", json.dumps(cfg)], f"video peer p{index}", log=root / f"p{index}.log"
+    )
 
 
-# ---------------------------------------------------------------- parent side
-
-
-class _Proc:
-    def __init__(self, proc: asyncio.subprocess.Process, name: str, log: Path) -> None:
-        self.proc, self.name, self.log = proc, name, log
-
-    async def read(self, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not line:
-            code = await self.proc.wait()
-            err = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-            raise RuntimeError(f"video peer {self.name} exited ({code}): {err}")
-        msg: dict[str, Any] = json.loads(line)
-        if msg["type"] == "error":
-            raise RuntimeError(f"video peer {self.name} failed: {msg['error']}\n{msg['trace']}")
-        return msg
-
-    async def expect(self, kind: str, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        msg = await self.read(timeout)
-        if msg["type"] != kind:
-            raise RuntimeError(f"video peer {self.name}: expected {kind}, got {msg['type']}")
-        return msg
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-
-    async def finish(self) -> None:
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-async def _spawn(cfg: dict[str, Any], root: Path) -> _Proc:
-    log = root / f"p{cfg['index']}.log"
-    with log.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bisc.bench.video",
-            "--peer",
-            json.dumps(cfg),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-            limit=1 << 24,
-        )
-    return _Proc(proc, f"p{cfg['index']}", log)
+def run_video_peer(cfg: dict[str, Any]) -> None:
+    """A video peer's process (`python -m bisc.bench.video --peer CFG`)."""
+    run_peer(_peer, cfg)
 
 
 async def run_video_call_async(
@@ -313,7 +249,7 @@ async def run_video_call_async(
     with tempfile.TemporaryDirectory(prefix="bisc-video-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        procs: list[_Proc] = []
+        procs: list[PeerProcess] = []
 
         def config(index: int, ticket: str | None) -> dict[str, Any]:
             return {

@@ -25,7 +25,6 @@ import asyncio
 import dataclasses
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.impair import ImpairedRelay
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, run_peer, spawn_module
 
 STEADY_SKIP = 2.0  # s of playout left out of the delay figures (start-up, buffer settling)
 FRAME_S = 0.02
-STEP_TIMEOUT = 30.0
 MESH_TIMEOUT = 20.0
 TONES = (300, 440, 660, 880, 1000)
 
@@ -78,19 +77,6 @@ class VoiceBenchConfig:
 # ---------------------------------------------------------------- peer process
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
-    sys.stdout.flush()
-
-
-async def _read() -> dict[str, Any]:
-    line = await asyncio.to_thread(sys.stdin.readline)
-    if not line:
-        raise RuntimeError("parent closed the pipe")
-    msg: dict[str, Any] = json.loads(line)
-    return msg
-
-
 def _stats_json(stats: object) -> Any:
     if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
         return dataclasses.asdict(stats)
@@ -108,14 +94,14 @@ async def _peer(cfg: dict[str, Any]) -> None:
     ) as node:
         if cfg["ticket"] is None:
             channel: Any = await node.create_channel()
-            _emit({"type": "ticket", "ticket": channel.ticket().to_text()})
+            emit({"type": "ticket", "ticket": channel.ticket().to_text()})
         else:
             ticket = BiscTicket.parse(cfg["ticket"])
             if cfg["relay"]:
                 boot = ticket.bootstrap[0]
                 host, port = next((str(ip), p) for ip, p in boot.addrs if ip.version == 4)
-                _emit({"type": "relay", "target": [host, port]})
-                reply = await _read()
+                emit({"type": "relay", "target": [host, port]})
+                reply = await read_parent()
                 addr = (str(reply["addr"][0]), int(reply["addr"][1]))
                 ticket = BiscTicket(ticket.secret, (EndpointAddr.of(boot.endpoint_id, [addr]),))
             channel = await node.join(ticket)
@@ -124,13 +110,13 @@ async def _peer(cfg: dict[str, Any]) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no full mesh of {expected + 1} peers in {MESH_TIMEOUT} s")
             await asyncio.sleep(0.02)
-        _emit({"type": "ready"})
-        await _read()  # "go": everyone starts the voice at once
+        emit({"type": "ready"})
+        await read_parent()  # "go": everyone starts the voice at once
         cpu0, t0 = time.process_time(), time.monotonic()
         voice: Any = await channel.start_voice(
             audio_in=cfg["audio_in"], audio_out=cfg["audio_out"], quality=cfg["quality"]
         )
-        _emit({"type": "media"})
+        emit({"type": "media"})
         await asyncio.sleep(float(cfg["seconds"]))
         cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
         receivers = voice.receivers()
@@ -143,71 +129,16 @@ async def _peer(cfg: dict[str, Any]) -> None:
             "e2e": {str(peer): r.e2e_samples() for peer, r in receivers.items()},
             "stats": {str(peer): _stats_json(s) for peer, s in voice.stats().items()},
         }
-        _emit(result)
-        await _read()  # "quit": keep sending until every peer has measured
+        emit(result)
+        await read_parent()  # "quit": keep sending until every peer has measured
         await channel.stop_voice()
 
 
-def _peer_main(cfg: dict[str, Any]) -> None:
-    import traceback
-
-    try:
-        asyncio.run(_peer(cfg))
-    except Exception as exc:
-        _emit({"type": "error", "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
-
-
-# ---------------------------------------------------------------- parent side
-
-
-class _Proc:
-    def __init__(self, proc: asyncio.subprocess.Process, name: str, log: Path) -> None:
-        self.proc, self.name, self.log = proc, name, log
-
-    async def read(self, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not line:
-            code = await self.proc.wait()
-            err = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-            raise RuntimeError(f"voice peer {self.name} exited ({code}): {err}")
-        msg: dict[str, Any] = json.loads(line)
-        if msg["type"] == "error":
-            raise RuntimeError(f"voice peer {self.name} failed: {msg['error']}\n{msg['trace']}")
-        return msg
-
-    async def expect(self, kind: str, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        msg = await self.read(timeout)
-        if msg["type"] != kind:
-            raise RuntimeError(f"voice peer {self.name}: expected {kind}, got {msg['type']}")
-        return msg
-
-    def send(self, obj: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
-
-    async def finish(self) -> None:
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-async def _spawn(cfg: dict[str, Any], root: Path) -> _Proc:
-    log = root / f"p{cfg['index']}.log"
-    with log.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bisc.bench.voice",
-            "--peer",
-            json.dumps(cfg),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-        )
-    return _Proc(proc, f"p{cfg['index']}", log)
+async def _spawn(cfg: dict[str, Any], root: Path) -> PeerProcess:
+    index = cfg["index"]
+    return await spawn_module(
+        "bisc.bench.voice", ["--peer", json.dumps(cfg)], f"voice peer p{index}", log=root / f"p{index}.log"
+    )
 
 
 async def run_call_async(
@@ -229,7 +160,7 @@ async def run_call_async(
     with tempfile.TemporaryDirectory(prefix="bisc-voice-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        procs: list[_Proc] = []
+        procs: list[PeerProcess] = []
         relays: list[ImpairedRelay] = []
 
         def config(index: int, ticket: str | None) -> dict[str, Any]:
@@ -520,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--peer", help=argparse.SUPPRESS)  # internal: one peer process
     args = parser.parse_args(argv)
     if args.peer:
-        _peer_main(json.loads(args.peer))
+        run_peer(_peer, json.loads(args.peer))
         return
     report = run(quick=args.quick)
     print(json.dumps(report, indent=1, default=str) if args.json else format_report(report))
