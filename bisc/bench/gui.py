@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.gui_sender import encode_loop
-from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, spawn_module
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, spawn_module, step
 from bisc.bench.video import PIN_360P_BPS, PIN_720P_BPS
 from bisc.bench.video_call import MESH_TIMEOUT
 from bisc.bench.voice import quantile
@@ -155,16 +155,6 @@ async def _spawn(
     return await spawn_module(args[0], args[1:], name, log=root / f"{name}.log", env=env)
 
 
-async def _step(
-    procs: Sequence[PeerProcess], send: str | None, expect: str | None, timeout: float = STEP_TIMEOUT
-) -> list[dict[str, Any]]:
-    """Tell every process `send`, then wait for each one's `expect` line."""
-    for proc in procs:
-        if send is not None:
-            proc.send({"type": send})
-    return [await proc.expect(expect, timeout) for proc in procs] if expect is not None else []
-
-
 async def run_gui_call_async(
     cfg: GuiBenchConfig, screen: str, server: int | None = None, workdir: Path | None = None
 ) -> dict[str, Any]:
@@ -200,16 +190,16 @@ async def run_gui_call_async(
                 }
                 peers.append(await _spawn(["bisc.bench.gui_sender", json.dumps(peer_cfg)], f"P{i}", root))
             procs += peers
-            await _step(peers, None, "ready", MESH_TIMEOUT + STEP_TIMEOUT)
-            await _step(peers, "send", "sending")
+            await step(peers, None, "ready", MESH_TIMEOUT + STEP_TIMEOUT)
+            await step(peers, "send", "sending")
             await ui.expect("live", cfg.live_timeout + STEP_TIMEOUT)
             await ui.expect("measuring", cfg.warmup + STEP_TIMEOUT)
-            await _step(peers, "mark", None)
+            await step(peers, "mark", None)
             server0, t0 = process_cpu_s(server), time.monotonic()
             result = await ui.expect("result", cfg.seconds + STEP_TIMEOUT)
             server1, t1 = process_cpu_s(server), time.monotonic()
-            reports = await _step(peers, "report", "done")
-            await _step(peers, "quit", None)
+            reports = await step(peers, "report", "done")
+            await step(peers, "quit", None)
         finally:
             for proc in procs:
                 await proc.finish()

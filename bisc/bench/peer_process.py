@@ -88,6 +88,16 @@ class PeerProcess:
         return (await self.proc.stderr.read()).decode(errors="replace")[-1500:]
 
 
+async def step(
+    procs: Sequence[PeerProcess], send: str | None, expect: str | None, timeout: float = STEP_TIMEOUT
+) -> list[dict[str, Any]]:
+    """Tell every process `send` (None: nothing), then wait for each one's `expect` line (None: none)."""
+    for proc in procs:
+        if send is not None:
+            proc.send({"type": send})
+    return [await proc.expect(expect, timeout) for proc in procs] if expect is not None else []
+
+
 async def spawn_module(
     module: str,
     args: Sequence[str],

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, run_peer, spawn_module
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, run_peer, spawn_module, step
 
 MESH_TIMEOUT = 30.0
 POLL = 0.02  # s between looks at the receivers' newest picture (gap measurement)
@@ -272,19 +272,11 @@ async def run_video_call_async(
             ticket = (await procs[0].expect("ticket"))["ticket"]
             for i in range(1, peers):
                 procs.append(await _spawn(config(i, ticket), root))
-            for proc in procs:
-                await proc.expect("ready", MESH_TIMEOUT + STEP_TIMEOUT)
-            for proc in procs:
-                proc.send({"type": "go"})
-            for proc in procs:
-                await proc.expect("video_on")
-            for proc in procs:
-                proc.send({"type": "send"})
-            for proc in procs:
-                await proc.expect("media")
-            results = [await proc.expect("done", 2 * STEP_TIMEOUT + warmup + seconds) for proc in procs]
-            for proc in procs:
-                proc.send({"type": "quit"})
+            await step(procs, None, "ready", MESH_TIMEOUT + STEP_TIMEOUT)
+            await step(procs, "go", "video_on")
+            await step(procs, "send", "media")
+            results = await step(procs, None, "done", 2 * STEP_TIMEOUT + warmup + seconds)
+            await step(procs, "quit", None)
         finally:
             for proc in procs:
                 await proc.finish()

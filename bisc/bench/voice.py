@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bisc.bench.impair import ImpairedRelay
-from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, run_peer, spawn_module
+from bisc.bench.peer_process import STEP_TIMEOUT, PeerProcess, emit, read_parent, run_peer, spawn_module, step
 
 STEADY_SKIP = 2.0  # s of playout left out of the delay figures (start-up, buffer settling)
 FRAME_S = 0.02
@@ -191,17 +191,13 @@ async def run_call_async(
                 if msg["type"] != "ready":
                     raise RuntimeError(f"voice peer {proc.name}: expected ready, got {msg['type']}")
             await procs[0].expect("ready")
-            for proc in procs:
-                proc.send({"type": "go"})
-            for proc in procs:
-                await proc.expect("media")
+            await step(procs, "go", "media")
             if impairment is not None:
                 for relay in relays:
                     relay.set_impairment(loss=impairment[0], jitter_ms=impairment[1])
-            results = [await proc.expect("done", STEP_TIMEOUT + seconds) for proc in procs]
+            results = await step(procs, None, "done", STEP_TIMEOUT + seconds)
             counters = [relay.counters() for relay in relays]
-            for proc in procs:
-                proc.send({"type": "quit"})
+            await step(procs, "quit", None)
         finally:
             for relay in relays:
                 relay.close()
