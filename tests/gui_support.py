@@ -255,9 +255,11 @@ async def go_home(app: BiscApp) -> None:
         app.show("home")
     # Home is current and its switch is over: the ScreenManager ignores touches until then.
     await until(
-        lambda: app.sm is not None
-        and app.sm.current == "home"
-        and app.channel is None
-        and not app.sm.transition.is_active,
+        lambda: (
+            app.sm is not None
+            and app.sm.current == "home"
+            and app.channel is None
+            and not app.sm.transition.is_active
+        ),
         what="home",
     )

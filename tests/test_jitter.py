@@ -20,7 +20,7 @@ SAMPLES = 960
 U32 = 0xFFFFFFFF
 AUDIO = ("frame", "fec", "accelerate")
 
-# ("push", sequence, timestamp, payload, arrival) or ("pop", now)
+# ("push", sequence, timestamp, payload, arrival), ("recover", sequence, payload) or ("pop", now)
 Event = tuple[Any, ...]
 
 
@@ -42,9 +42,11 @@ def _stream(
     first_seq: int = 1000,
     first_ts: int = 123456,
     pop_phase: float = 0.005,
+    redundant: bool = False,
 ) -> list[Event]:
     """A sender of 20 ms packets through a jittery, lossy path, and a device
-    pulling one frame every 20 ms; events in time order."""
+    pulling one frame every 20 ms; events in time order. With `redundant`, each
+    packet carries a copy of the frame before it too (audio RED)."""
     rng = random.Random(seed)
     events: list[tuple[float, int, Event]] = []
     frames = int(seconds / FRAME)
@@ -56,6 +58,8 @@ def _stream(
         seq = (first_seq + k) & U32
         ts = (first_ts + k * SAMPLES) & U32
         events.append((sent + delay, 0, ("push", seq, ts, _payload(k), sent + delay)))
+        if redundant and k > 0:
+            events.append((sent + delay, 0, ("recover", (seq - 1) & U32, _payload(k - 1))))
     for p in range(frames + 10):
         now = p * FRAME + pop_phase
         events.append((now, 1, ("pop", now)))
@@ -70,6 +74,8 @@ def _run(impl: ModuleType, events: list[Event], **kw: Any) -> tuple[list[tuple[A
     for ev in events:
         if ev[0] == "push":
             jb.push(ev[1], ev[2], ev[3], ev[4])
+        elif ev[0] == "recover":
+            jb.recover(ev[1], ev[2])
         else:
             out.append((_decision(jb.pop(ev[1])), jb.stats()))
     return out, jb
@@ -80,7 +86,7 @@ def _run(impl: ModuleType, events: list[Event], **kw: Any) -> tuple[list[tuple[A
 
 @st.composite
 def schedules(draw: st.DrawFn) -> list[Event]:
-    """Jitter, loss, reordering, duplicates, wraparound, jumps and resets."""
+    """Jitter, loss, reordering, duplicates, wraparound, jumps, resets and redundant copies."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     seq = draw(st.sampled_from([0, U32 - 40, rng.randrange(U32 + 1)]))
     ts = draw(st.sampled_from([0, U32 - 40 * SAMPLES, rng.randrange(U32 + 1)]))
@@ -89,6 +95,8 @@ def schedules(draw: st.DrawFn) -> list[Event]:
     dup = draw(st.sampled_from([0.0, 0.1]))
     hostile = draw(st.sampled_from([0.0, 0.02, 0.2]))
     pops_per_frame = draw(st.sampled_from([1.0, 0.9, 1.1]))
+    red = draw(st.sampled_from([0.0, 0.5, 1.0]))  # share of packets carrying the previous frame too
+    previous: tuple[int, bytes] | None = None
     frames = draw(st.integers(1, 400))
     timed: list[tuple[float, int, Event]] = []
     for k in range(frames):
@@ -97,17 +105,22 @@ def schedules(draw: st.DrawFn) -> list[Event]:
         t = (ts + k * SAMPLES) & U32
         if rng.random() < 0.01:  # the sender restarts its stream
             seq, ts = rng.randrange(U32 + 1), rng.randrange(U32 + 1)
+        payload = rng.randbytes(rng.randrange(0, 40))
+        copy, previous = previous, (s, payload)
         if rng.random() < loss:
             continue
         arrival = sent + rng.uniform(0.0, jitter)
-        payload = rng.randbytes(rng.randrange(0, 40))
         timed.append((arrival, 0, ("push", s, t, payload, arrival)))
+        if copy is not None and rng.random() < red:
+            timed.append((arrival, 0, ("recover", *copy)))
         if rng.random() < dup:
             timed.append((arrival + rng.uniform(0, 0.1), 0, ("push", s, t, payload, arrival + 0.05)))
         if rng.random() < hostile:
             bad_s = rng.choice([rng.randrange(U32 + 1), (s + 600) & U32, (s - 600) & U32, s])
             bad_t = rng.choice([rng.randrange(U32 + 1), (t + 10**7) & U32, t])
             timed.append((arrival, 0, ("push", bad_s, bad_t, b"evil", arrival)))
+            if red:
+                timed.append((arrival, 0, ("recover", bad_s, b"evil")))
     for p in range(int(frames * pops_per_frame) + 20):
         now = p * FRAME / pops_per_frame + rng.uniform(0.0, 0.001)
         timed.append((now, 1, ("pop", now)))
@@ -135,6 +148,8 @@ def test_matches_reference(
     for ev in events:
         if ev[0] == "push":
             assert ours.push(*ev[1:]) is ref.push(*ev[1:]) is None
+        elif ev[0] == "recover":
+            assert ours.recover(*ev[1:]) is ref.recover(*ev[1:]) is None
         else:
             assert _decision(ours.pop(ev[1])) == _decision(ref.pop(ev[1]))
             assert ours.stats() == ref.stats()
@@ -159,12 +174,13 @@ def test_steady_arrivals_play_every_frame(jitter_impl: ModuleType) -> None:
     early = [s["buffer_delay_ms"] for _, s in played[:15]]
     assert all(70 <= v <= 90 for v in early)  # starts at start_delay (80 ms)
     # The start weighs as a few packets: the target is at the floor after about a second, and the
-    # buffer within 4.5 s (a frame a second: this steady stream has no pause to cut in).
+    # buffer in [target, target + a frame] within 8 s (a frame per PATIENCE pops: this steady
+    # stream has no pause to cut in).
     assert all(s["target_delay_ms"] == pytest.approx(20.0) for _, s in played[60:])
-    assert all(s["buffer_delay_ms"] <= 30.0 for _, s in played[225:])
+    assert all(s["buffer_delay_ms"] <= 40.0 for _, s in played[400:])
     stats = played[-1][1]
     assert stats["target_delay_ms"] == pytest.approx(20.0)  # the floor: one frame
-    assert stats["buffer_delay_ms"] <= 30.0
+    assert stats["buffer_delay_ms"] <= 40.0
     assert 1 <= stats["accelerated"] <= 4  # delay removed a frame at a time
     assert stats["late"] == stats["plc"] == stats["fec"] == 0
 
@@ -194,10 +210,51 @@ def test_jitter_and_loss(jitter_impl: ModuleType) -> None:
     assert stats["fec"] >= 0.8 * (stats["fec"] + stats["plc"])  # most losses decoded from FEC
     concealed = sum(1 for d in decisions[:-10] if d[0] in ("plc", "expand"))
     assert concealed <= 0.05 * len(decisions)
-    # While jittery, the target covers the jitter; it is back at the floor
-    # within a few seconds once the jitter stops.
-    assert max(t for now, t in targets if 10.0 < now < 20.0) >= 30.0
-    assert all(t == pytest.approx(20.0) for now, t in targets if now > 25.0)
+    # While jittery, the target covers the jitter; once the jitter stops it is back within a few
+    # seconds at the floor, plus the frame a lossy link keeps for FEC.
+    assert max(t for now, t in targets if 10.0 < now < 20.0) >= 50.0
+    assert all(t == pytest.approx(40.0) for now, t in targets if now > 25.0)
+
+
+def test_redundant_copies_repair_single_losses(jitter_impl: ModuleType) -> None:
+    events = _stream(20.0, jitter=0.03, loss=0.1, seed=11, redundant=True)
+    lost = 1000 - sum(1 for ev in events if ev[0] == "push")
+    results, jb = _run(jitter_impl, events)
+    played = _started(results)[:-10]
+    stats = jb.stats()
+    # Only a loss of two frames in a row needs FEC or concealment; every other one is played whole,
+    # from its copy, in order, and counted.
+    doubles = stats["fec"] + stats["plc"]
+    assert stats["recovered"] >= lost - 2 * doubles > 0
+    assert doubles <= 0.25 * lost
+    frames = [d[2] for d, _ in played if d[0] in ("frame", "accelerate")]
+    assert frames == sorted(frames)
+    assert all(d[1] == _payload(d[2] - 1000) for d, _ in played if d[0] in ("frame", "accelerate"))
+    # The copies are not packets: neither received, nor duplicates, nor measured as late arrivals.
+    assert stats["received"] == 1000 - lost
+    assert stats["duplicates"] == 0
+
+
+def test_a_copy_after_its_frame_played_or_arrived_changes_nothing(jitter_impl: ModuleType) -> None:
+    jb = jitter_impl.JitterBuffer(start_delay=0.02)
+    jb.recover(5, b"early")  # before the stream started: nothing to place it in
+    assert jb.stats()["recovered"] == 0
+    jb.push(10, 9600, b"ten", 0.0)
+    assert _decision(jb.pop(0.001)) == ("frame", b"ten", 10)
+    jb.recover(10, b"copy")  # its turn has passed
+    jb.recover(9, b"copy")
+    jb.push(12, 11520, b"twelve", 0.04)
+    jb.recover(12, b"copy")  # its own packet is here: the copy is not needed
+    jb.recover(11, b"eleven")  # lost, and its copy came with 12
+    jb.push(11, 10560, b"eleven", 0.045)  # the original after all: measured, not a duplicate
+    assert jb.stats()["recovered"] == 1 and jb.stats()["duplicates"] == 0
+    assert [_decision(jb.pop(0.041 + 0.02 * i))[1] for i in range(2)] == [b"eleven", b"twelve"]
+    jb.recover(10**6, b"far")  # a jump away: ignored
+    assert jb.stats()["recovered"] == 1
+    with pytest.raises(ValueError):
+        jb.recover(-1, b"x")
+    with pytest.raises(TypeError):
+        jb.recover(1, "text")
 
 
 def test_wraparound_changes_nothing(jitter_impl: ModuleType) -> None:
@@ -336,17 +393,30 @@ def _drain_excess(jitter_impl: ModuleType, size_of: Any) -> tuple[list[int], int
 
 
 def test_delay_is_cut_in_pauses_not_in_speech(jitter_impl: ModuleType) -> None:
-    # "Speech" of 80-byte frames with a 5-byte (silent) frame every 37: frames are only dropped in pauses.
+    # "Speech" of 80-byte frames with a pause of three 5-byte (silent) frames every 37: frames are only
+    # dropped in pauses, never at a word's edge, several in the same pause if need be.
+    def speech(k: int) -> bytes:
+        return bytes(5) if k % 37 >= 34 else bytes([k & 0xFF]) * 80
+
+    dropped, level = _drain_excess(jitter_impl, speech)
+    assert dropped and all(k % 37 >= 34 for k in dropped)
+    assert level <= 40
+
+
+def test_a_lone_quiet_frame_in_speech_is_not_cut(jitter_impl: ModuleType) -> None:
+    # One quiet frame between two words is part of the speech's rhythm: cutting there is heard (and
+    # costs PESQ dearly); the buffer waits for a real pause, or its patience (then a cut it is forced
+    # to make takes the quiet frame rather than a word's).
     def speech(k: int) -> bytes:
         return bytes(5) if k % 37 == 36 else bytes([k & 0xFF]) * 80
 
     dropped, level = _drain_excess(jitter_impl, speech)
-    assert dropped and all(k % 37 == 36 for k in dropped)
-    assert level <= 30
+    assert dropped and dropped[0] > jitter_impl.PATIENCE  # not at frame 36 or 73
+    assert level <= 40
 
 
 def test_delay_is_cut_without_pauses_too(jitter_impl: ModuleType) -> None:
-    # A steady tone never pauses: after waiting about a second per step, the buffer still shrinks.
+    # A steady tone never pauses: after waiting about three seconds per step, the buffer still shrinks.
     dropped, level = _drain_excess(jitter_impl, lambda k: bytes([k & 0xFF]) * 80)
     assert len(dropped) >= 2
-    assert level <= 30
+    assert level <= 40

@@ -189,7 +189,6 @@ def test_encoder_rejects_bad_input() -> None:
         OpusEncoder(expected_loss_percent=101)
 
 
-
 @pytest.mark.skipif(not libopus_available(), reason="DTX talks to libopus directly")
 def test_dtx_sends_silence_as_tiny_packets_and_speech_as_usual() -> None:
     enc, plain, dec = OpusEncoder(bitrate=64000, dtx=True), OpusEncoder(bitrate=64000), OpusDecoder()

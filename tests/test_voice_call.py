@@ -13,6 +13,7 @@ import pytest
 from bisc import hotpaths
 from bisc.app import MediaStateChanged, MediaStats, Node, SpeakingChanged
 from bisc.app.channel import Channel
+from bisc.codec.audio_red import pack
 from bisc.errors import BiscError
 from bisc.media.opus import AudioError
 from bisc.proto.media_control import VOICE_STREAM
@@ -140,13 +141,14 @@ async def test_hostile_media_packets_change_nothing_but_counters(nodes: list[Nod
         encode(VOICE_STREAM, 5, 0, 0, 2, 0, b"xx"),  # voice is never fragmented
         encode(VOICE_STREAM, 5, 0, 1, 0x3, 0, b""),  # fragment index beyond count... of an empty payload
         encode(
-            VOICE_STREAM, soon, (va.sender._timestamp + 9600) & 0xFFFFFFFF, 0, 1, 0, b"\xff" * 1100
-        ),  # garbage "Opus"
+            VOICE_STREAM, soon, (va.sender._timestamp + 9600) & 0xFFFFFFFF, 0, 1, 0, pack(b"\xff" * 1100)
+        ),  # garbage "Opus", well framed (the stream is offered as opus-red)
+        encode(VOICE_STREAM, soon, 0, 0, 1, 0, b"\x02\x00\x05abc"),  # a RED framing that does not add up
         encode(7, 1, 1, 0, 1, 0, b"x"),  # a stream nobody offered
     ]
     # Far-away sequence numbers and timestamps (a wrap, a jump), twice: not enough to reset the stream.
     for seq, ts in ((0xFFFFFFF0, 0), (0x7FFFFFFF, 0x7FFFFFFF)):
-        hostile.append(encode(VOICE_STREAM, seq, ts, 0, 1, 0, b"\xf8\xff\xfe"))
+        hostile.append(encode(VOICE_STREAM, seq, ts, 0, 1, 0, pack(b"\xf8\xff\xfe")))
     before = conn.stats.datagrams_sent
     dropped_at_b = b._connections[a.me].stats.datagrams_dropped
     for data in hostile:
@@ -154,7 +156,7 @@ async def test_hostile_media_packets_change_nothing_but_counters(nodes: list[Nod
     await asyncio.sleep(1.5)
     assert conn.stats.datagrams_sent - before >= len(hostile) - 1
     stats = receiver.stats(0.0)
-    assert stats.malformed >= 4
+    assert stats.malformed >= 5
     assert stats.decode_errors == 1
     assert receiver.reception.strays == 2 and stats.loss_pct < 50  # strays are not losses
     assert receiver.jitter.stats()["jumps"] - jumps_before >= 2

@@ -3,6 +3,7 @@ clock (no threads, no network), and which voice stream offers are accepted."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -14,6 +15,7 @@ import pytest
 
 from bisc import hotpaths
 from bisc.app.voice import refuse_reason
+from bisc.codec import audio_red
 from bisc.media.opus import FRAME_SAMPLES, MAX_PACKET_BYTES, SAMPLE_RATE, OpusDecoder, OpusEncoder
 from bisc.media.voice_receiver import VoiceReceiver
 from bisc.media.voice_sender import VoiceSender
@@ -159,14 +161,15 @@ def test_receiver_clean_stream_is_near_lossless() -> None:
 
 
 def test_receiver_buffer_returns_to_the_floor_after_jitter() -> None:
-    n_jitter, n_calm = 250, 450  # 5 s of 60 ms jitter, then 9 s of none
+    n_jitter, n_calm = 250, 650  # 5 s of 60 ms jitter, then 13 s of none
     delays = _jittered_delays(n_jitter, seed=3, loss=0.0, jitter=0.06, base=0.03) + [0.04] * n_calm
     call = _Call(delays)
     calm_start = T0 + n_jitter * FRAME_S
     call.run_until(calm_start)
     during = call.receiver.stats(call.now)
     assert during.target_ms >= 60.0  # the buffer grew for the jitter
-    call.run_until(calm_start + 6.0)
+    # A tone has no pause to cut in: the buffer sheds a frame per PATIENCE pops (3 s) of waiting.
+    call.run_until(calm_start + 12.0)
     after = call.receiver.stats(call.now)
     assert after.target_ms <= 40.0
     assert after.buffer_ms <= after.target_ms + 25.0
@@ -235,12 +238,17 @@ def test_sender_packets_are_consecutive() -> None:
         assert cur.sequence == (prev.sequence + 1) & U32
         assert cur.timestamp == (prev.timestamp + FRAME_SAMPLES) & U32
     assert sender.frames_encoded == 60
-    assert sender.bytes_encoded == sum(len(bytes(p.payload)) for p in packets)
+    # RED framing without copies (no loss reported): one byte, then the Opus packet.
+    opus = [audio_red.unpack(bytes(p.payload)) for p in packets]
+    assert all(c == () for _, c in opus)
+    assert [len(bytes(p.payload)) for p in packets] == [1 + len(o) for o, _ in opus]
+    assert sender.bytes_encoded == sum(len(o) for o, _ in opus)
     # The payloads are the tone.
     decoder = OpusDecoder()
-    pcm = np.concatenate([decoder.decode(bytes(p.payload)) for p in packets[5:]]).astype(np.float64)
+    pcm = np.concatenate([decoder.decode(o) for o, _ in opus[5:]]).astype(np.float64)
     assert abs(_peak_hz(pcm) - TONE_HZ) < 5.0
-    assert sender.offer() == VOICE and refuse_reason(sender.offer()) is None
+    assert sender.offer() == dataclasses.replace(VOICE, codec=audio_red.OPUS_RED)
+    assert refuse_reason(sender.offer()) is None and refuse_reason(VOICE) is None  # plain Opus too
 
 
 def test_sender_random_starts_differ() -> None:
@@ -289,7 +297,7 @@ def test_sender_mute_stops_the_clock() -> None:
 
 def test_sender_to_receiver() -> None:
     sender = VoiceSender(rng=random.Random(9))
-    receiver = VoiceReceiver(stream_id=0)
+    receiver = VoiceReceiver(stream_id=0, red=True)
     frames = _tone_frames(100)
     out: list[npt.NDArray[np.int16]] = []
     for i, frame in enumerate(frames):

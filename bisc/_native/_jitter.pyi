@@ -23,9 +23,11 @@ SKIP_MIN: Final = 3
 SIZE_KEEP: Final = 0.98
 QUIET_RATIO: Final = 0.4
 FORCE_FRAMES: Final = 4.0
-PATIENCE: Final = 50
+PATIENCE: Final = 150
 FORGET_RAMP: Final = 64
 START_WEIGHT: Final = 3.0
+LOSS_KEEP: Final = 0.99
+LOSS_MARGIN_AT: Final = 0.01
 STAT_NAMES: Final[tuple[str, ...]]
 
 @disjoint_base
@@ -75,4 +77,5 @@ class JitterBuffer:
     def target_delay(self) -> float: ...
     def stats(self) -> dict[str, int | float]: ...
     def push(self, sequence: int, timestamp: int, payload: bytes, arrival: float) -> None: ...
+    def recover(self, sequence: int, payload: bytes) -> None: ...
     def pop(self, now: float) -> Decision: ...

@@ -32,9 +32,11 @@ SKIP_MIN = 3
 SIZE_KEEP = 0.98
 QUIET_RATIO = 0.4
 FORCE_FRAMES = 4.0
-PATIENCE = 50
+PATIENCE = 150
 FORGET_RAMP = 64
 START_WEIGHT = 3.0
+LOSS_KEEP = 0.99
+LOSS_MARGIN_AT = 0.01
 
 STAT_NAMES = (
     "received",
@@ -50,6 +52,7 @@ STAT_NAMES = (
     "expanded",
     "skipped",
     "empty",
+    "recovered",
 )
 
 cdef enum:
@@ -57,7 +60,7 @@ cdef enum:
     C_ADJUST_INTERVAL = 4
     C_RESET_AFTER = 3
     C_SKIP_MIN = 3
-    C_PATIENCE = 50
+    C_PATIENCE = 150
     C_FORGET_RAMP = 64
 
 cdef double C_BIN = 0.01
@@ -69,6 +72,8 @@ cdef double C_MAX_JUMP = 10.0
 cdef double C_SIZE_KEEP = 0.98
 cdef double C_QUIET_RATIO = 0.4
 cdef double C_FORCE_FRAMES = 4.0
+cdef double C_LOSS_KEEP = 0.99
+cdef double C_LOSS_MARGIN_AT = 0.01
 
 
 cdef inline int64_t _diff(uint32_t a, uint32_t b) noexcept:
@@ -140,7 +145,7 @@ Reorders, times and conceals one audio stream."""
     cdef readonly double max_delay
     cdef readonly Py_ssize_t max_packets
 
-    cdef double _rate, _fd, _target, _level
+    cdef double _rate, _fd, _target, _level, _loss_avg
     cdef int64_t _max_jump_frames, _max_jump_samples, _expand_limit
     cdef double* _hist
     cdef Py_ssize_t _nbins
@@ -148,7 +153,8 @@ Reorders, times and conceals one audio stream."""
     cdef int _count, _pos, _measured
 
     cdef dict _store
-    cdef bint _started, _playing, _played
+    cdef set _recovered
+    cdef bint _started, _playing, _played, _prev_quiet
     cdef uint32_t _next, _newest, _last_seq, _last_ts
     cdef int64_t _ext_ts
     cdef int _jumps
@@ -157,11 +163,12 @@ Reorders, times and conceals one audio stream."""
 
     cdef unsigned long long _received, _late, _duplicates, _dropped_overflow, _s_jumps
     cdef unsigned long long _resets, _frames, _fec, _plc, _accelerated, _expanded
-    cdef unsigned long long _skipped, _empty
+    cdef unsigned long long _skipped, _empty, _recovered_count
 
     def __cinit__(self):
         self._hist = NULL
         self._store = {}
+        self._recovered = set()
 
     def __dealloc__(self):
         free(self._hist)
@@ -207,6 +214,7 @@ Reorders, times and conceals one audio stream."""
             start_bin = 0
         self._hist[start_bin] = 1.0
         self._target = self.start_delay
+        self._loss_avg = 0.0
         self._measured = 0
         cdef int i
         for i in range(C_WINDOW):
@@ -215,6 +223,7 @@ Reorders, times and conceals one audio stream."""
 
     cdef void _reset_stream(self):
         self._store = {}
+        self._recovered = set()
         self._started = False
         self._playing = False
         self._played = False
@@ -229,6 +238,7 @@ Reorders, times and conceals one audio stream."""
         self._level = 0.0
         self._avg_size = -1.0
         self._waiting = 0
+        self._prev_quiet = False
         self._since_adjust = 0
         self._underruns = 0
 
@@ -240,6 +250,11 @@ Reorders, times and conceals one audio stream."""
 
     @property
     def target_delay(self):
+        return self._steer_target()
+
+    cdef inline double _steer_target(self):
+        if self._loss_avg >= C_LOSS_MARGIN_AT:
+            return self._target + self._fd
         return self._target
 
     def stats(self):
@@ -257,7 +272,8 @@ Reorders, times and conceals one audio stream."""
             "expanded": self._expanded,
             "skipped": self._skipped,
             "empty": self._empty,
-            "target_delay_ms": self._target * 1000.0,
+            "recovered": self._recovered_count,
+            "target_delay_ms": self._steer_target() * 1000.0,
             "buffer_delay_ms": self._level * 1000.0,
         }
 
@@ -297,8 +313,10 @@ Reorders, times and conceals one audio stream."""
             else:
                 self._jumps = 0
                 if seq in self._store:
-                    self._duplicates += 1
-                    return
+                    if seq not in self._recovered:
+                        self._duplicates += 1
+                        return
+                    self._recovered.discard(seq)
                 self._ext_ts += _diff(ts, self._last_ts)
                 self._last_seq = seq
                 self._last_ts = ts
@@ -321,8 +339,32 @@ Reorders, times and conceals one audio stream."""
         if len(store) == 1 or _diff(seq, self._newest) > 0:
             self._newest = seq
         if len(store) > self.max_packets:
-            del store[self._oldest()]
-            self._dropped_overflow += 1
+            self._drop_oldest()
+
+    def recover(self, sequence, bytes payload not None):
+        """Add a frame that arrived as redundancy in a later packet (see the reference)."""
+        if not 0 <= sequence <= 0xFFFFFFFF:
+            raise ValueError("sequence must be u32")
+        if not self._started or not payload:
+            return
+        cdef uint32_t seq = <uint32_t>(<unsigned long long>sequence)
+        cdef int64_t offset = _diff(seq, self._next)
+        if offset < 0 or offset > self._max_jump_frames or seq in self._store:
+            return
+        cdef dict store = self._store
+        store[seq] = payload
+        self._recovered.add(seq)
+        self._recovered_count += 1
+        if _diff(seq, self._newest) > 0:
+            self._newest = seq
+        if len(store) > self.max_packets:
+            self._drop_oldest()
+
+    cdef void _drop_oldest(self):
+        cdef uint32_t oldest = self._oldest()
+        del self._store[oldest]
+        self._recovered.discard(oldest)
+        self._dropped_overflow += 1
 
     cdef void _start(self, uint32_t seq, uint32_t ts):
         self._started = True
@@ -368,8 +410,6 @@ Reorders, times and conceals one audio stream."""
         else:
             index = <Py_ssize_t>q
         forget = C_FORGET
-        if rel >= C_BIN:  # jitter: no faster forgetting of the start from here on
-            self._measured = C_FORGET_RAMP
         if self._measured < C_FORGET_RAMP:
             self._measured += 1
             forget = 1.0 - 1.0 / (<double>self._measured + C_START_WEIGHT)
@@ -434,10 +474,20 @@ Reorders, times and conceals one audio stream."""
                 self._empty += 1
                 return _EMPTY
             self._since_adjust = 0
+            self._loss_avg = C_LOSS_KEEP * self._loss_avg + (1.0 - C_LOSS_KEEP)
             self._expanded += 1
             return _decision(_S_EXPAND, b"", nxt)
         self._underruns = 0
         payload = store.pop(nxt, None)
+        cdef bint missed = payload is None or nxt in self._recovered
+        if payload is not None and missed:
+            self._recovered.discard(nxt)
+        if missed:
+            self._loss_avg = C_LOSS_KEEP * self._loss_avg + (1.0 - C_LOSS_KEEP)
+        else:
+            self._loss_avg = C_LOSS_KEEP * self._loss_avg + 0.0
+        if self._loss_avg >= C_LOSS_MARGIN_AT:
+            target += fd
         if payload is None:
             after = nxt + 1
             following = store.get(after)
@@ -452,40 +502,41 @@ Reorders, times and conceals one audio stream."""
                 self._level -= <double>hole * fd
                 nxt = oldest
                 payload = store.pop(nxt)
+                self._recovered.discard(nxt)
             else:
                 self._next = after
                 self._plc += 1
                 return _decision(_S_PLC, b"", nxt)
         self._played = True
         after = nxt + 1
-        cdef double quiet
+        cdef double quiet = C_QUIET_RATIO * self._avg_size
+        cdef bint is_quiet = <double>len(<bytes>payload) <= quiet
         cdef bint urgent
-        cdef Py_ssize_t smaller
-        if self._since_adjust >= C_ADJUST_INTERVAL:
-            quiet = C_QUIET_RATIO * self._avg_size
+        if is_quiet or self._since_adjust >= C_ADJUST_INTERVAL:
             urgent = self._waiting >= C_PATIENCE
-            if self._level > target + 0.5 * fd:
+            if self._level > target + fd:
                 following = store.get(after)
                 if following is not None:
-                    smaller = min(len(<bytes>following), len(<bytes>payload))
                     if (
-                        <double>smaller <= quiet
+                        (is_quiet and <double>len(<bytes>following) <= quiet)
                         or self._level > target + C_FORCE_FRAMES * fd
                         or urgent
                     ):
                         del store[after]
+                        self._recovered.discard(after)
                         self._next = nxt + 2
                         self._level -= fd
                         self._since_adjust = 0
                         self._waiting = 0
                         self._accelerated += 1
+                        self._prev_quiet = is_quiet
                         if len(<bytes>following) < len(<bytes>payload):
                             return _decision(_S_ACCELERATE, payload, nxt)
                         return _decision(_S_ACCELERATE, following, after)
                     self._waiting += 1
-            elif self._level < target - 0.5 * fd:
+            elif self._level < target:
                 if (
-                    <double>len(<bytes>payload) <= quiet
+                    (is_quiet and self._prev_quiet)
                     or self._level < target - C_FORCE_FRAMES * fd
                     or urgent
                 ):
@@ -500,4 +551,5 @@ Reorders, times and conceals one audio stream."""
                 self._waiting = 0
         self._next = after
         self._frames += 1
+        self._prev_quiet = is_quiet
         return _decision(_S_FRAME, payload, nxt)

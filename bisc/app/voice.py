@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bisc.app.voice_events import MediaStats, SpeakingChanged
+from bisc.codec.audio_red import OPUS_RED, RedundancyPolicy
 from bisc.identity import EndpointId
 from bisc.media.audio_endpoints import AudioEndpoint, open_capture, open_playout
 from bisc.media.mixer import mix
@@ -47,7 +48,11 @@ def refuse_reason(offer: StreamOffer) -> str | None:
         return f"stream {offer.stream_id}: {offer.kind} is not supported"
     if offer.stream_id != VOICE_STREAM:
         return f"stream {offer.stream_id}: audio is stream {VOICE_STREAM}"
-    if (offer.codec, offer.clock_rate, offer.channels, offer.frame_ms) != (OPUS, SAMPLE_RATE, 1, 20):
+    if offer.codec not in (OPUS, OPUS_RED) or (offer.clock_rate, offer.channels, offer.frame_ms) != (
+        SAMPLE_RATE,
+        1,
+        20,
+    ):
         return f"stream {offer.stream_id}: only Opus 48 kHz mono 20 ms frames are supported"
     return None
 
@@ -76,6 +81,7 @@ class VoiceCall:
         self._input_device = input_device
         self._output_device = output_device
         self.sender = VoiceSender(bitrate=QUALITY_BITRATES[quality], dtx=dtx)
+        self._redundancy = RedundancyPolicy()
         self.stream_id = VOICE_STREAM
         # Read by the playout thread: replaced whole, never mutated in place.
         self._mix: tuple[tuple[EndpointId, VoiceReceiver], ...] = ()
@@ -168,6 +174,9 @@ class VoiceCall:
 
     def on_report(self, peer: EndpointId, report: StreamReport, rtt: float | None) -> None:
         self._out_reports[peer] = report
+        # One encoding for everyone: copies of earlier frames while any receiver loses packets.
+        worst = max(r.loss for r in self._out_reports.values())
+        self.sender.redundancy = self._redundancy.on_loss(worst, time.monotonic())
 
     # -- peers' streams we take (StreamAcceptor) ----------------------------------
 
@@ -175,7 +184,7 @@ class VoiceCall:
         reason = refuse_reason(offer)
         if reason is not None:
             return reason
-        receiver = VoiceReceiver(stream_id=offer.stream_id)
+        receiver = VoiceReceiver(stream_id=offer.stream_id, red=offer.codec == OPUS_RED)
         self._mix = (*((p, r) for p, r in self._mix if p != peer), (peer, receiver))
         return receiver
 

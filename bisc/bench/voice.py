@@ -61,7 +61,6 @@ class VoiceBenchConfig:
     quality: str = "medium"
     quality_repeats: int = 3  # calls per PESQ row, each losing other packets: one call is too noisy
 
-
     @classmethod
     def quick(cls) -> VoiceBenchConfig:
         return cls(

@@ -14,24 +14,27 @@ never by a timer.
   time minus the arrival its timestamp predicts, against the fastest packet
   of the last `WINDOW` packets) goes into a forgetting histogram of 10 ms
   bins; the target is its 95th percentile, clamped to [min_delay, max_delay].
-  It starts at `start_delay`. While every packet so far arrived within a bin
-  of the fastest (a clean link), the start weighs as START_WEIGHT packets: the
+  It starts at `start_delay`, which weighs as START_WEIGHT packets: the
   forget factor grows as 1 - 1/(n + START_WEIGHT) up to FORGET (as NetEQ's
-  does), so a clean link is at its floor after about a second rather than the
-  3.5 s a fixed factor takes. The first jitter ends that: a link that jitters
-  from the start keeps the cautious start as long as before.
+  does), so the start is forgotten after about a second of measurements
+  rather than the 3.5 s a fixed factor takes.
+- While LOSS_MARGIN_AT or more of the frames lately had no packet of their own
+  at their turn, the target is one frame longer: a lost frame is repaired from
+  the next packet (Opus FEC or a redundant copy) only if that packet is here.
 - The buffer level (audio buffered from the next frame to play on, smoothed)
-  is steered toward the target one frame at a time: "accelerate" drops one
-  frame (the smaller of the next two, the likelier silence) when the level is
-  more than half a frame above target, "expand" conceals one frame without
-  consuming any when it is more than half a frame below (so the level settles
-  on the whole number of frames nearest the target), at most once per `ADJUST_INTERVAL`
-  pops. Dropping or inventing 20 ms of speech is audible, so both wait for a
-  quiet frame (a payload under QUIET_RATIO of the mean size: Opus spends few
-  bytes on silence) unless the level is FORCE_FRAMES or more off target, or
-  PATIENCE chances went by without one (music, a steady tone: no pauses).
-  Missing frames are decoded from the next packet's in-band FEC when it
-  is buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
+  is steered into [target, target + one frame]: "accelerate" drops one frame
+  (the smaller of the next two) above it, "expand" conceals one frame without
+  consuming any below it. A cut or an insertion in speech is heard, and
+  PESQ-style listeners punish it far more than a longer pause between
+  sentences, so both wait for silence (payloads under QUIET_RATIO of the mean
+  size: Opus spends few bytes on it; two frames in a row: a lone quiet frame
+  is the gap between two words), where they may act on every pop. In speech
+  they act, at most once per ADJUST_INTERVAL pops, only when the level is
+  FORCE_FRAMES off target or PATIENCE chances (about 3 s) went by without
+  silence (music, a steady tone).
+- Missing frames are decoded from the next packet's in-band FEC when it is
+  buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
+  Frames that a later packet carries as redundancy go in with `recover`.
 
 Every formula here is repeated, in the same order and with C doubles, by
 bisc/_native/_jitter.pyx; the equivalence tests compare every decision and
@@ -55,16 +58,18 @@ FORGET = 0.983  # histogram forget factor per packet
 QUANTILE = 0.95
 WINDOW = 100  # packets over which the fastest one is the reference (2 s)
 LEVEL_KEEP = 0.875  # buffer-level smoothing: level = keep*level + (1-keep)*now
-ADJUST_INTERVAL = 4  # pops between two accelerates/expands
+ADJUST_INTERVAL = 4  # pops between two accelerates/expands in speech (in silence: every pop)
 MAX_JUMP = 10.0  # seconds; further away is a jump, not the same stream
 RESET_AFTER = 3  # consecutive jumps that make a new stream
 SKIP_MIN = 3  # a hole of this many frames may be skipped instead of concealed
 SIZE_KEEP = 0.98  # smoothing of the mean payload size
 QUIET_RATIO = 0.4  # a payload under this fraction of the mean size is (near) silence
 FORCE_FRAMES = 4.0  # this far (in frames) off target, adjust even in speech
-PATIENCE = 50  # adjustment opportunities (about a second) to wait for a quiet frame
+PATIENCE = 150  # adjustment opportunities (about 3 s) to wait for a quiet frame
 FORGET_RAMP = 64  # packets over which the forget factor grows to FORGET (1 - 1/(64 + 3) > FORGET)
 START_WEIGHT = 3.0  # start_delay weighs as this many packets: gone (under 5%) after about a second
+LOSS_KEEP = 0.99  # smoothing of the share of frames whose own packet was missing at their turn
+LOSS_MARGIN_AT = 0.01  # from this share on, hold one more frame so the next packet can repair a loss
 
 STAT_NAMES = (
     "received",
@@ -80,6 +85,7 @@ STAT_NAMES = (
     "expanded",
     "skipped",
     "empty",
+    "recovered",
 )
 
 
@@ -143,6 +149,7 @@ class JitterBuffer:
         start_bin = int(self.start_delay / BIN + 0.5) - 1
         self._hist[max(0, min(nbins - 1, start_bin))] = 1.0
         self._target = self.start_delay
+        self._loss_avg = 0.0  # smoothed share of frames missing at their turn
         self._measured = 0  # packets fed to the histogram, up to the one whose forget factor is FORGET
         self._window = [0.0] * WINDOW
         self._stats = dict.fromkeys(STAT_NAMES, 0)
@@ -150,6 +157,7 @@ class JitterBuffer:
 
     def _reset_stream(self) -> None:
         self._store: dict[int, bytes] = {}
+        self._recovered: set[int] = set()  # stored frames that came as redundancy, not in their own packet
         self._started = False  # a packet of this stream was accepted
         self._playing = False  # past the prefetch
         self._played = False  # a frame of this stream was played (no rewinding)
@@ -164,6 +172,7 @@ class JitterBuffer:
         self._level = 0.0
         self._avg_size = -1.0  # mean payload size; negative until the first packet
         self._waiting = 0  # adjustment chances passed up waiting for a quiet frame
+        self._prev_quiet = False  # the frame played last was quiet
         self._since_adjust = 0
         self._underruns = 0
 
@@ -175,11 +184,12 @@ class JitterBuffer:
 
     @property
     def target_delay(self) -> float:
-        return self._target
+        """What the level is steered to: the histogram's target, plus a frame on a lossy link."""
+        return self._target + self._fd if self._loss_avg >= LOSS_MARGIN_AT else self._target
 
     def stats(self) -> dict[str, int | float]:
         out: dict[str, int | float] = dict(self._stats)
-        out["target_delay_ms"] = self._target * 1000.0
+        out["target_delay_ms"] = self.target_delay * 1000.0
         out["buffer_delay_ms"] = self._level * 1000.0
         return out
 
@@ -218,8 +228,11 @@ class JitterBuffer:
             else:
                 self._jumps = 0
                 if sequence in self._store:
-                    stats["duplicates"] += 1
-                    return
+                    if sequence not in self._recovered:
+                        stats["duplicates"] += 1
+                        return
+                    # Its own packet, after a copy: measured like any other (its lateness is jitter).
+                    self._recovered.discard(sequence)
                 self._ext_ts += _diff(timestamp, self._last_ts)
                 self._last_seq = sequence
                 self._last_ts = timestamp
@@ -241,8 +254,35 @@ class JitterBuffer:
         if len(store) == 1 or _diff(sequence, self._newest) > 0:
             self._newest = sequence
         if len(store) > self.max_packets:
-            del store[self._oldest()]
-            stats["dropped_overflow"] += 1
+            self._drop_oldest()
+
+    def recover(self, sequence: int, payload: bytes) -> None:
+        """Add a frame that arrived as redundancy in a later packet (audio RED): stored if its turn
+        has not come and it is not already here; not measured (its arrival says nothing of the
+        link's jitter) and not counted as received."""
+        if not 0 <= sequence <= 0xFFFFFFFF:
+            raise ValueError("sequence must be u32")
+        if not isinstance(payload, bytes):
+            raise TypeError("payload must be bytes")
+        if not self._started or not payload:
+            return
+        offset = _diff(sequence, self._next)
+        if offset < 0 or offset > self._max_jump_frames or sequence in self._store:
+            return
+        store = self._store
+        store[sequence] = payload
+        self._recovered.add(sequence)
+        self._stats["recovered"] += 1
+        if _diff(sequence, self._newest) > 0:
+            self._newest = sequence
+        if len(store) > self.max_packets:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        oldest = self._oldest()
+        del self._store[oldest]
+        self._recovered.discard(oldest)
+        self._stats["dropped_overflow"] += 1
 
     def _start(self, sequence: int, timestamp: int) -> None:
         self._started = True
@@ -286,8 +326,6 @@ class JitterBuffer:
         q = rel / BIN
         index = nbins - 1 if q >= float(nbins) else int(q)
         forget = FORGET
-        if rel >= BIN:  # jitter: no faster forgetting of the start from here on
-            self._measured = FORGET_RAMP
         if self._measured < FORGET_RAMP:
             self._measured += 1
             forget = 1.0 - 1.0 / (float(self._measured) + START_WEIGHT)
@@ -346,10 +384,17 @@ class JitterBuffer:
                 stats["empty"] += 1
                 return _EMPTY
             self._since_adjust = 0
+            self._loss_avg = LOSS_KEEP * self._loss_avg + (1.0 - LOSS_KEEP)
             stats["expanded"] += 1
             return Decision(EXPAND, b"", nxt)
         self._underruns = 0
         payload = store.pop(nxt, None)
+        missed = payload is None or nxt in self._recovered
+        if payload is not None and missed:
+            self._recovered.discard(nxt)
+        self._loss_avg = LOSS_KEEP * self._loss_avg + ((1.0 - LOSS_KEEP) if missed else 0.0)
+        if self._loss_avg >= LOSS_MARGIN_AT:
+            target += fd
         if payload is None:
             after = (nxt + 1) & 0xFFFFFFFF
             following = store.get(after)
@@ -364,36 +409,40 @@ class JitterBuffer:
                 self._level -= float(hole) * fd
                 nxt = oldest
                 payload = store.pop(nxt)
+                self._recovered.discard(nxt)
             else:
                 self._next = after
                 stats["plc"] += 1
                 return Decision(PLC, b"", nxt)
         self._played = True
         after = (nxt + 1) & 0xFFFFFFFF
-        if self._since_adjust >= ADJUST_INTERVAL:
-            quiet = QUIET_RATIO * self._avg_size
+        quiet = QUIET_RATIO * self._avg_size
+        is_quiet = float(len(payload)) <= quiet
+        if is_quiet or self._since_adjust >= ADJUST_INTERVAL:
             urgent = self._waiting >= PATIENCE
-            if self._level > target + 0.5 * fd:
+            if self._level > target + fd:
                 following = store.get(after)
                 if following is not None:
                     if (
-                        float(min(len(following), len(payload))) <= quiet
+                        (is_quiet and float(len(following)) <= quiet)
                         or self._level > target + FORCE_FRAMES * fd
                         or urgent
                     ):
                         del store[after]
+                        self._recovered.discard(after)
                         self._next = (nxt + 2) & 0xFFFFFFFF
                         self._level -= fd
                         self._since_adjust = 0
                         self._waiting = 0
                         stats["accelerated"] += 1
+                        self._prev_quiet = is_quiet
                         if len(following) < len(payload):  # drop the likelier silence
                             return Decision(ACCELERATE, payload, nxt)
                         return Decision(ACCELERATE, following, after)
                     self._waiting += 1
-            elif self._level < target - 0.5 * fd:
-                if float(len(payload)) <= quiet or self._level < target - FORCE_FRAMES * fd or urgent:
-                    store[nxt] = payload  # not consumed
+            elif self._level < target:
+                if (is_quiet and self._prev_quiet) or self._level < target - FORCE_FRAMES * fd or urgent:
+                    store[nxt] = payload  # not consumed (nor missed again)
                     self._level += fd
                     self._since_adjust = 0
                     self._waiting = 0
@@ -404,4 +453,5 @@ class JitterBuffer:
                 self._waiting = 0
         self._next = after
         stats["frames"] += 1
+        self._prev_quiet = is_quiet
         return Decision(FRAME, payload, nxt)

@@ -6,8 +6,10 @@ paced by the device clock. A lock keeps the two apart; both sides only do a
 few microseconds of work under it, except the decode itself.
 
 Anything malformed or hostile (truncated, a fragmented "voice" packet, an
-oversized payload, garbage Opus) is counted and otherwise ignored; sequence
-wrap, jumps and duplicates are the jitter buffer's business.
+oversized payload, a RED framing that does not add up, garbage Opus) is
+counted and otherwise ignored; sequence wrap, jumps and duplicates are the
+jitter buffer's business. A stream offered as "opus-red" carries copies of
+earlier frames (bisc.codec.audio_red): they fill the jitter buffer's holes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bisc import hotpaths
+from bisc.codec import audio_red
 from bisc.codec.reception import RateMarks, ReceptionStats
 from bisc.errors import PacketError
 from bisc.media.mixer import SILENCE_DBFS, SpeakingDetector, level_dbfs
@@ -56,6 +59,7 @@ class VoiceStats:
     rtt_ms: float  # -1 until measured
     concealed: int  # frames made up by PLC or FEC
     fec: int
+    recovered: int  # lost frames played whole from a later packet's copy (RED)
     malformed: int
     decode_errors: int
     speaking: bool
@@ -83,8 +87,9 @@ def splice_out_frame(first: Pcm, second: Pcm) -> Pcm:
 
 
 class VoiceReceiver:
-    def __init__(self, *, stream_id: int, decoder: OpusDecoder | None = None) -> None:
+    def __init__(self, *, stream_id: int, decoder: OpusDecoder | None = None, red: bool = False) -> None:
         self.stream_id = stream_id
+        self.red = red  # payloads are RED framed (codec "opus-red")
         self.jitter = hotpaths.jitter.JitterBuffer()
         self.decoder = decoder or OpusDecoder()
         self.reception = ReceptionStats(SAMPLE_RATE)
@@ -112,7 +117,14 @@ class VoiceReceiver:
         except PacketError:
             self.malformed += 1
             return
-        payload = packet.payload
+        payload = bytes(packet.payload)
+        copies: tuple[bytes, ...] = ()
+        if self.red and packet.stream_id == self.stream_id:
+            try:
+                payload, copies = audio_red.unpack(payload)
+            except audio_red.RedError:
+                self.malformed += 1
+                return
         if (
             packet.stream_id != self.stream_id
             or packet.fragment_count != 1
@@ -121,12 +133,21 @@ class VoiceReceiver:
         ):
             self.malformed += 1
             return
+        seq, ts = packet.sequence, packet.timestamp
         with self._lock:
-            self.jitter.push(packet.sequence, packet.timestamp, bytes(payload), arrival)
-            self.reception.on_packet(packet.sequence, packet.timestamp, len(data), arrival)
-            self._recent[packet.sequence] = (packet.timestamp, bytes(payload))
-            if len(self._recent) > _RECENT:
-                self._recent.popitem(last=False)
+            self.jitter.push(seq, ts, payload, arrival)
+            self.reception.on_packet(seq, ts, len(data), arrival)
+            self._remember(seq, ts, payload)
+            for back, copy in enumerate(copies, 1):
+                earlier = (seq - back) & 0xFFFFFFFF
+                self.jitter.recover(earlier, copy)
+                if earlier not in self._recent:
+                    self._remember(earlier, (ts - back * FRAME_SAMPLES) & 0xFFFFFFFF, copy)
+
+    def _remember(self, sequence: int, timestamp: int, payload: bytes) -> None:
+        self._recent[sequence] = (timestamp, payload)
+        if len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
 
     def set_sender_clock(self, timestamp: int, capture_time_local: float) -> None:
         """Map the sender's media clock onto ours (from its reports)."""
@@ -257,6 +278,7 @@ class VoiceReceiver:
             rtt_ms=round(self.rtt * 1000, 1) if self.rtt is not None else -1.0,
             concealed=int(jb["plc"]) + int(jb["fec"]) + int(jb["expanded"]),
             fec=int(jb["fec"]),
+            recovered=int(jb["recovered"]),
             malformed=self.malformed,
             decode_errors=self.decode_errors,
             speaking=self.speaking.speaking,
