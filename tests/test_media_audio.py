@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import wave
 from pathlib import Path
 
@@ -10,13 +11,16 @@ import numpy as np
 import pytest
 
 from bisc.errors import BiscError
+from bisc.media.audio_endpoints import open_capture
 from bisc.media.mixer import SpeakingDetector, level_dbfs, mix
 from bisc.media.opus import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
+    AudioError,
     CodecError,
     OpusDecoder,
     OpusEncoder,
+    Pcm,
     libopus_available,
 )
 from bisc.media.sinks import NullSink, WavSink
@@ -342,3 +346,23 @@ def test_wav_source_reads_every_pcm_width(tmp_path: Path, width: int) -> None:
     with WavSource(path) as src:
         frame = src.read_frame()
     assert np.array_equal(frame, values[:FRAME_SAMPLES].astype(np.int16))
+
+
+def test_silence_input_sends_paced_frames_of_nothing() -> None:
+    frames: list[Pcm] = []
+    done = threading.Event()
+
+    def consume(pcm: Pcm, capture_time: float) -> None:
+        frames.append(pcm)
+        if len(frames) >= 5:
+            done.set()
+
+    endpoint = open_capture("silence", consume)
+    assert endpoint is not None and endpoint.description == "silence"
+    try:
+        assert done.wait(2.0)
+    finally:
+        endpoint.close()
+    assert all(f.shape == (FRAME_SAMPLES,) and not f.any() for f in frames)
+    with pytest.raises(AudioError, match="silence"):
+        open_capture("noise", consume)

@@ -518,7 +518,7 @@ Reorders, times and conceals one audio stream."""
                 following = store.get(after)
                 if following is not None:
                     if (
-                        (is_quiet and <double>len(<bytes>following) <= quiet)
+                        (is_quiet and self._prev_quiet and <double>len(<bytes>following) <= quiet)
                         or self._level > target + C_FORCE_FRAMES * fd
                         or urgent
                     ):

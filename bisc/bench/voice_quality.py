@@ -73,10 +73,15 @@ async def run_bisc_once(
             ch_b: Any = await b.join(via_relay)
             cpu0, t0 = time.process_time(), time.monotonic()
             voice_b = await ch_b.start_voice(audio_in="none", audio_out=str(out_wav))
-            t_a = time.monotonic()
-            voice_a = await ch_a.start_voice(audio_in=str(speech_wav), audio_out="none", quality=quality)
+            # The call is set up (offer, answer, the first packets through) before the speech starts,
+            # as aiortc's is before its first frame: a sample's first word lost to the set-up would
+            # be scored, not the transport.
+            voice_a = await ch_a.start_voice(audio_in="silence", audio_out="none", quality=quality)
             if on_media is not None:
                 await on_media()
+            await _until_heard(voice_b)
+            t_a = time.monotonic()
+            await voice_a.set_input(str(speech_wav))
             await asyncio.sleep(seconds + TAIL)
             stats = voice_b.stats()
             cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
@@ -99,6 +104,15 @@ async def run_bisc_once(
             for k, v in stats.items()
         },
     }
+
+
+async def _until_heard(voice: Any, timeout: float = 10.0) -> None:
+    """Until `voice` plays a peer's stream (its jitter buffer has played a frame)."""
+    deadline = time.monotonic() + timeout
+    while not any(r.jitter.stats()["frames"] for r in voice.receivers().values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the receiver heard nothing from the sender")
+        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------- bisc peer process

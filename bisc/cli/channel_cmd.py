@@ -31,7 +31,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", metavar="DIR", help="where downloads go (default: from settings)")
     voice = parser.add_argument_group("voice (on when --audio-in or --audio-out is given)")
     voice.add_argument(
-        "--audio-in", metavar="mic|tone[:HZ]|FILE.wav|none", help="what to send (default: none)"
+        "--audio-in", metavar="mic|tone[:HZ]|silence|FILE.wav|none", help="what to send (default: none)"
     )
     voice.add_argument(
         "--audio-out", metavar="speaker|FILE.wav|none", help="where to play (default: speaker)"

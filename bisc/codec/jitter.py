@@ -27,8 +27,9 @@ never by a timer.
   consuming any below it. A cut or an insertion in speech is heard, and
   PESQ-style listeners punish it far more than a longer pause between
   sentences, so both wait for silence (payloads under QUIET_RATIO of the mean
-  size: Opus spends few bytes on it; two frames in a row: a lone quiet frame
-  is the gap between two words), where they may act on every pop. In speech
+  size: Opus spends few bytes on it; and the frame played before it quiet too,
+  so a cut never takes the tail of a word and a lone quiet frame, the gap
+  between two words, is left alone), where they may act on every pop. In speech
   they act, at most once per ADJUST_INTERVAL pops, only when the level is
   FORCE_FRAMES off target or PATIENCE chances (about 3 s) went by without
   silence (music, a steady tone).
@@ -424,7 +425,7 @@ class JitterBuffer:
                 following = store.get(after)
                 if following is not None:
                     if (
-                        (is_quiet and float(len(following)) <= quiet)
+                        (is_quiet and self._prev_quiet and float(len(following)) <= quiet)
                         or self._level > target + FORCE_FRAMES * fd
                         or urgent
                     ):

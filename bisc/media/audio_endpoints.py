@@ -23,7 +23,7 @@ from typing import Protocol
 from bisc.media.audio_io import AudioInput, AudioOutput
 from bisc.media.opus import AudioError, Pcm
 from bisc.media.sinks import NullSink, WavSink
-from bisc.media.sources import AudioSource, ToneSource, WavSource
+from bisc.media.sources import AudioSource, SilenceSource, ToneSource, WavSource
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,8 @@ def open_capture(
         return None
     if name == "mic":
         return _DeviceCapture(consume, device)
+    if name == "silence":  # a live stream with nothing in it: a call set up before the audio starts
+        return _ClockedSource(SilenceSource(), consume, "silence")
     if name == "tone" or name.startswith("tone:"):
         freq = 440.0
         if name.startswith("tone:"):
@@ -165,7 +167,7 @@ def open_capture(
         if not Path(name).expanduser().is_file():
             raise AudioError(f"no such WAV file: {name}")
         return _ClockedSource(WavSource(Path(name).expanduser()), consume, f"file {name}")
-    raise AudioError(f"unknown audio input {spec!r}: use mic, tone, tone:HZ, FILE.wav or none")
+    raise AudioError(f"unknown audio input {spec!r}: use mic, tone, tone:HZ, silence, FILE.wav or none")
 
 
 def open_playout(spec: str, produce: FrameSource, device: str | int | None = None) -> AudioEndpoint:
