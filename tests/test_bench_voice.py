@@ -274,6 +274,13 @@ def test_voice_e2e_delay_on_loopback() -> None:
     assert all(0 < kbps < 100 for kbps in fig["payload_kbps"])
 
 
+def test_voice_delay_of_speech(speech: Path) -> None:
+    from bisc.bench.voice import delay_figures, run_call
+
+    fig = delay_figures(run_call(2, 3.5, audio_in=str(speech)))
+    assert fig["streams"] == 2 and 0 < fig["p50_ms"] <= fig["p95_ms"] < 200
+
+
 def test_voice_cpu_three_peers() -> None:
     from bisc.bench.voice import cpu_figures, run_call
 
@@ -308,6 +315,17 @@ def test_voice_report_format() -> None:
             "cpu_pct": [5.0, 6.0],
             "payload_kbps": [30.0, 31.0],
         },
+        "delay_source": "speech",
+        "delay_loopback_tone": {
+            "p50_ms": 70.0,
+            "p95_ms": 90.0,
+            "max_ms": 95.0,
+            "frames": 200,
+            "streams": 2,
+            "concealed": 0,
+            "cpu_pct": [5.0, 6.0],
+            "payload_kbps": [30.0, 31.0],
+        },
         "delay_impaired": {"error": "RuntimeError: boom"},
         "quality": [{"stack": "bisc", "loss": 0.05, "jitter_ms": 30.0, "pesq": 3.9, "payload_kbps": 29.5}],
         "cpu": {
@@ -324,6 +342,8 @@ def test_voice_report_format() -> None:
     text = format_report(report)
     assert "p50:   45.0 ms  target <= 40  MISS" in text and "p95:   41.0 ms  target <= 60  met" in text
     assert "failed: RuntimeError: boom" in text and "total 28.5%" in text and "29.5" in text
+    assert "each sending speech" in text and "The same with tones" in text and "p95:   90.0 ms\n" in text
+    assert [t["target"] for t in targets(report)].count("loopback e2e p95 ms") == 1  # tones: no target
 
 
 def test_aiortc_matched_bitrate(speech: Path, tmp_path: Path) -> None:

@@ -416,7 +416,10 @@ def test_a_lone_quiet_frame_in_speech_is_not_cut(jitter_impl: ModuleType) -> Non
 
 
 def test_delay_is_cut_without_pauses_too(jitter_impl: ModuleType) -> None:
-    # A steady tone never pauses: after waiting about three seconds per step, the buffer still shrinks.
+    # A steady tone never pauses: after PATIENCE frames without a quiet one the buffer takes it that
+    # none is coming and cuts at once, a frame per ADJUST_INTERVAL pops, not one per PATIENCE.
     dropped, level = _drain_excess(jitter_impl, lambda k: bytes([k & 0xFF]) * 80)
     assert len(dropped) >= 2
+    assert jitter_impl.PATIENCE - 5 <= dropped[0] <= jitter_impl.PATIENCE + 10
+    assert dropped[1] - dropped[0] <= jitter_impl.ADJUST_INTERVAL + 1
     assert level <= 40

@@ -195,6 +195,7 @@ async def test_media_stats_events_and_clear_errors(nodes: list[Node], tmp_path: 
     assert last.peer_id == a.me and last.name == "v0"
     assert last.stats.packets > 50 and last.stats.bitrate_kbps > 10
     assert last.out_loss_pct == -1.0  # b sends nothing, so nobody reports on b's audio
+    assert last.red_copies == 0 and last.stats.recovered == 0  # loopback loses nothing: no copies
     # A peer that leaves the call: its stream stops, the other keeps running.
     await a.stop_voice()
     await wait_until(lambda: not b.voice or not b.voice.stats(), 5.0, "a's stream dropped at b")

@@ -158,7 +158,7 @@ Reorders, times and conceals one audio stream."""
     cdef uint32_t _next, _newest, _last_seq, _last_ts
     cdef int64_t _ext_ts
     cdef int _jumps
-    cdef int64_t _since_adjust, _underruns, _waiting
+    cdef int64_t _since_adjust, _underruns, _waiting, _since_quiet
     cdef double _avg_size
 
     cdef unsigned long long _received, _late, _duplicates, _dropped_overflow, _s_jumps
@@ -239,6 +239,7 @@ Reorders, times and conceals one audio stream."""
         self._avg_size = -1.0
         self._waiting = 0
         self._prev_quiet = False
+        self._since_quiet = 0
         self._since_adjust = 0
         self._underruns = 0
 
@@ -512,8 +513,12 @@ Reorders, times and conceals one audio stream."""
         cdef double quiet = C_QUIET_RATIO * self._avg_size
         cdef bint is_quiet = <double>len(<bytes>payload) <= quiet
         cdef bint urgent
+        if is_quiet:
+            self._since_quiet = 0
+        elif self._since_quiet < C_PATIENCE:
+            self._since_quiet += 1
         if is_quiet or self._since_adjust >= C_ADJUST_INTERVAL:
-            urgent = self._waiting >= C_PATIENCE
+            urgent = self._waiting >= C_PATIENCE or self._since_quiet >= C_PATIENCE
             if self._level > target + fd:
                 following = store.get(after)
                 if following is not None:

@@ -206,6 +206,7 @@ class VoiceCall:
                         member.name if member else peer.short(),
                         stats,
                         round(out.loss * 100.0, 2) if out is not None else -1.0,
+                        self.sender.redundancy,
                     )
                 )
 

@@ -17,6 +17,7 @@ class MediaStats:
     name: str
     stats: VoiceStats
     out_loss_pct: float  # what the peer reported losing of OUR audio, -1 unknown
+    red_copies: int = 0  # copies of earlier frames our packets carry now (audio RED: on while peers lose)
 
 
 @dataclass(frozen=True)
@@ -31,5 +32,6 @@ VoiceEvent = MediaStats | SpeakingChanged
 def voice_event_to_json(event: VoiceEvent) -> dict[str, Any]:
     if isinstance(event, MediaStats):
         head = {"event": "media_stats", "peer": str(event.peer_id), "name": event.name}
-        return head | asdict(event.stats) | {"out_loss_pct": event.out_loss_pct}
+        ours = {"out_loss_pct": event.out_loss_pct, "red_copies": event.red_copies}
+        return head | asdict(event.stats) | ours
     return {"event": "speaking", "peer": str(event.peer_id), "speaking": event.speaking}

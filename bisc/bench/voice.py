@@ -3,11 +3,14 @@
 Four measurements, each with real nodes, real aioquic and real Opus, every
 peer in its own process (so its CPU time is its own):
 
-- delay on loopback: two peers in a call, each sending a tone; the end-to-end
+- delay on loopback: two peers in a call, each sending speech (the espeak-ng
+  sample of the quality table; a tone without espeak-ng); the end-to-end
   delay of every played frame (capture on the sender's clock, mapped through
   its reports, to the receiver's playout, device buffers excluded) as the
   receivers record it (`VoiceReceiver.e2e_samples`), both directions pooled,
   over the steady window: the first STEADY_SKIP seconds of playout dropped;
+  and again with tones, the worst case for a buffer that changes its delay
+  in pauses (a tone has none), reported without a target;
 - the same with the joiner's link through `ImpairedRelay` (jitter and loss,
   both directions; clean until the voice starts);
 - voice quality: the bisc-vs-aiortc table of `voice_quality` (wide-band PESQ,
@@ -58,6 +61,7 @@ class VoiceBenchConfig:
     speech_seconds: float | None = None  # None: the whole speech sample (~10 s)
     cpu_peers: int = 3
     cpu_seconds: float = 10.0
+    delay_source: str = "speech"  # "speech" (falls back to tones without espeak-ng) or "tone"
     quality: str = "medium"
     quality_repeats: int = 3  # calls per PESQ row, each losing other packets: one call is too noisy
 
@@ -147,9 +151,10 @@ async def run_call_async(
     impairment: tuple[float, float] | None = None,
     quality: str = "medium",
     audio_out: str = "none",
+    audio_in: str | None = None,
     workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """A voice call of `peers` processes, each sending a tone to all others for `seconds`.
+    """A voice call of `peers` processes, each sending a tone (or `audio_in`) to all others for `seconds`.
 
     impairment=(loss, jitter_ms) puts every joiner's first link (to the creator)
     through an ImpairedRelay, clean until the voice starts. Returns per peer:
@@ -167,7 +172,7 @@ async def run_call_async(
                 "index": index,
                 "peers": peers,
                 "seconds": seconds,
-                "audio_in": f"tone:{TONES[index % len(TONES)]}",
+                "audio_in": audio_in or f"tone:{TONES[index % len(TONES)]}",
                 "audio_out": audio_out if audio_out == "none" else f"{audio_out}.p{index}.wav",
                 "quality": quality,
                 "ticket": ticket,
@@ -308,28 +313,46 @@ def run(quick: bool = False, config: VoiceBenchConfig | None = None) -> dict[str
         except Exception as exc:  # one failed measurement is reported, the others still run
             report[key] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
 
-    attempt(
-        "delay_loopback",
-        lambda: delay_figures(run_call(2, cfg.delay_seconds, quality=cfg.quality)),
-    )
-    attempt(
-        "delay_impaired",
-        lambda: (
-            {"loss": cfg.impaired_loss, "jitter_ms": cfg.impaired_jitter_ms}
-            | delay_figures(
-                run_call(
-                    2,
-                    cfg.delay_seconds,
-                    impairment=(cfg.impaired_loss, cfg.impaired_jitter_ms),
-                    quality=cfg.quality,
-                )
+    with tempfile.TemporaryDirectory(prefix="bisc-voice-") as tmp:
+        source = _delay_source(cfg, Path(tmp))
+        report["delay_source"] = "speech" if source else "tone"
+        attempt(
+            "delay_loopback",
+            lambda: delay_figures(run_call(2, cfg.delay_seconds, quality=cfg.quality, audio_in=source)),
+        )
+        if source:
+            attempt(
+                "delay_loopback_tone",
+                lambda: delay_figures(run_call(2, cfg.delay_seconds, quality=cfg.quality)),
             )
-        ),
-    )
+        attempt(
+            "delay_impaired",
+            lambda: (
+                {"loss": cfg.impaired_loss, "jitter_ms": cfg.impaired_jitter_ms}
+                | delay_figures(
+                    run_call(
+                        2,
+                        cfg.delay_seconds,
+                        impairment=(cfg.impaired_loss, cfg.impaired_jitter_ms),
+                        quality=cfg.quality,
+                        audio_in=source,
+                    )
+                )
+            ),
+        )
     report["quality"] = _quality(cfg)
     attempt("cpu", lambda: cpu_figures(run_call(cfg.cpu_peers, cfg.cpu_seconds, quality=cfg.quality)))
     report["targets"] = targets(report)
     return report
+
+
+def _delay_source(cfg: VoiceBenchConfig, root: Path) -> str | None:
+    """The speech sample's path for the delay calls, or None for tones."""
+    from bisc.bench.speech import espeak_available, speech_wav
+
+    if cfg.delay_source != "speech" or not espeak_available():
+        return None
+    return str(speech_wav(root / "cache"))
 
 
 def _quality(cfg: VoiceBenchConfig) -> list[dict[str, Any]]:
@@ -372,10 +395,17 @@ def format_report(report: dict[str, Any]) -> str:
     goals = dict(LOOPBACK_TARGETS)
     loop = report.get("delay_loopback", {})
     lines.append(
-        f"\nVoice end-to-end delay, 2 peers on loopback, {cfg['delay_seconds']:g} s call "
-        f"(capture to playout, both directions, first {STEADY_SKIP:g} s skipped):"
+        f"\nVoice end-to-end delay, 2 peers on loopback, each sending {report.get('delay_source', 'tone')}, "
+        f"{cfg['delay_seconds']:g} s call (capture to playout, both directions, first {STEADY_SKIP:g} s "
+        "skipped):"
     )
     lines.extend(_delay_lines(loop, goals))
+    tone = report.get("delay_loopback_tone")
+    if tone:
+        lines.append(
+            "The same with tones (no pause: the 80 ms start is cut only after 3 s without one; no target):"
+        )
+        lines.extend(_delay_lines(tone, {}))
     imp = report.get("delay_impaired", {})
     lines.append(
         f"\nThe same through the impairment relay ({cfg['impaired_jitter_ms']:g} ms jitter, "

@@ -31,8 +31,9 @@ never by a timer.
   so a cut never takes the tail of a word and a lone quiet frame, the gap
   between two words, is left alone), where they may act on every pop. In speech
   they act, at most once per ADJUST_INTERVAL pops, only when the level is
-  FORCE_FRAMES off target or PATIENCE chances (about 3 s) went by without
-  silence (music, a steady tone).
+  FORCE_FRAMES off target, or after PATIENCE chances (about 3 s) without
+  silence, or PATIENCE frames without a quiet one (music, a steady tone:
+  no pause is coming).
 - Missing frames are decoded from the next packet's in-band FEC when it is
   buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
   Frames that a later packet carries as redundancy go in with `recover`.
@@ -174,6 +175,7 @@ class JitterBuffer:
         self._avg_size = -1.0  # mean payload size; negative until the first packet
         self._waiting = 0  # adjustment chances passed up waiting for a quiet frame
         self._prev_quiet = False  # the frame played last was quiet
+        self._since_quiet = 0  # frames since the last quiet one, up to PATIENCE
         self._since_adjust = 0
         self._underruns = 0
 
@@ -419,8 +421,13 @@ class JitterBuffer:
         after = (nxt + 1) & 0xFFFFFFFF
         quiet = QUIET_RATIO * self._avg_size
         is_quiet = float(len(payload)) <= quiet
+        if is_quiet:
+            self._since_quiet = 0
+        elif self._since_quiet < PATIENCE:
+            self._since_quiet += 1
         if is_quiet or self._since_adjust >= ADJUST_INTERVAL:
-            urgent = self._waiting >= PATIENCE
+            # No pause for PATIENCE frames (music, a tone: none will come), or waited that long.
+            urgent = self._waiting >= PATIENCE or self._since_quiet >= PATIENCE
             if self._level > target + fd:
                 following = store.get(after)
                 if following is not None:
