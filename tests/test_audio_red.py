@@ -177,3 +177,11 @@ def test_receiver_counts_bad_red_framing_as_malformed() -> None:
     played = [receiver.render(1.09 + i * FRAME_S) for i in range(5)]
     assert [p.shape if p is not None else None for p in played] == [(FRAME_SAMPLES,)] * 5
     assert receiver.stats(2.0).malformed == 3 and receiver.decode_errors == 1
+
+
+def test_sender_wire_rate_counts_its_copies() -> None:
+    # What the video leaves to voice ("audio first") follows the copies.
+    sender = VoiceSender(bitrate=64000, rng=random.Random(1))
+    assert sender.wire_bps == 64000 + 50 * 80 * 8
+    sender.redundancy = 1
+    assert sender.wire_bps == 2 * 64000 + 50 * 80 * 8

@@ -137,7 +137,8 @@ class _LocalVideo:
         known = [self.estimates[p] for p in taking if p in self.estimates]
         if known:
             voice = self.call.channel.voice
-            reserve = AUDIO_RESERVE if voice is not None and voice.sending else 0
+            # Audio first: at least AUDIO_RESERVE, more while voice packets carry copies (RED).
+            reserve = max(AUDIO_RESERVE, voice.sender.wire_bps) if voice is not None and voice.sending else 0
             self.sender.set_estimate(min(known), time.monotonic(), reserve)
         self.datagram_size = self.call.session.max_datagram_size()
 

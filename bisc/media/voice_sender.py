@@ -29,6 +29,8 @@ QUALITY_BITRATES = {"low": 24000, "medium": 64000, "high": 96000}
 # Copies of earlier frames (audio RED) go in a datagram only while its payload stays under this: well
 # inside the smallest QUIC datagram a link takes (about 1150 bytes).
 MAX_RED_PAYLOAD = 1000
+# Per datagram on the wire besides the Opus payload: packet header, QUIC, UDP and IP (v6) headers.
+WIRE_OVERHEAD_BYTES = 80
 
 
 class VoiceSender:
@@ -59,6 +61,13 @@ class VoiceSender:
         # (timestamp, capture time) of the newest frame sent: the sender clock the reports carry.
         self.clock: tuple[int, float] | None = None
         self._lock = threading.Lock()  # one encoder, possibly two capture threads in a hand-over
+
+    @property
+    def wire_bps(self) -> int:
+        """What this stream takes of the link now, at the nominal rate: every copy sent again, plus
+        the headers of 50 datagrams a second (for the video's "audio first" reserve)."""
+        frames_per_s = SAMPLE_RATE // FRAME_SAMPLES
+        return self.encoder.bitrate * (1 + self.redundancy) + frames_per_s * WIRE_OVERHEAD_BYTES * 8
 
     def offer(self) -> StreamOffer:
         return StreamOffer(self.stream_id, "audio", audio_red.OPUS_RED, SAMPLE_RATE, 1, 20, True)
