@@ -300,32 +300,27 @@ def test_voice_delay_through_relay() -> None:
     assert 0 < delay_figures(call)["p95_ms"] < 1000
 
 
+def _delay_figures(p50: float, p95: float, most: float) -> dict[str, Any]:
+    return {
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "max_ms": most,
+        "frames": 200,
+        "streams": 2,
+        "concealed": 0,
+        "cpu_pct": [5.0, 6.0],
+        "payload_kbps": [30.0, 31.0],
+    }
+
+
 def test_voice_report_format() -> None:
     from bisc.bench.voice import VoiceBenchConfig, format_report, targets
 
     report: dict[str, object] = {
         "config": dataclasses.asdict(VoiceBenchConfig.quick()),
-        "delay_loopback": {
-            "p50_ms": 45.0,
-            "p95_ms": 41.0,
-            "max_ms": 50.0,
-            "frames": 200,
-            "streams": 2,
-            "concealed": 0,
-            "cpu_pct": [5.0, 6.0],
-            "payload_kbps": [30.0, 31.0],
-        },
+        "delay_loopback": _delay_figures(45.0, 41.0, 50.0),
         "delay_source": "speech",
-        "delay_loopback_tone": {
-            "p50_ms": 70.0,
-            "p95_ms": 90.0,
-            "max_ms": 95.0,
-            "frames": 200,
-            "streams": 2,
-            "concealed": 0,
-            "cpu_pct": [5.0, 6.0],
-            "payload_kbps": [30.0, 31.0],
-        },
+        "delay_loopback_tone": _delay_figures(70.0, 90.0, 95.0),
         "delay_impaired": {"error": "RuntimeError: boom"},
         "quality": [{"stack": "bisc", "loss": 0.05, "jitter_ms": 30.0, "pesq": 3.9, "payload_kbps": 29.5}],
         "cpu": {
