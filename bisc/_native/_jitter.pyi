@@ -24,6 +24,7 @@ SIZE_KEEP: Final = 0.98
 QUIET_RATIO: Final = 0.4
 FORCE_FRAMES: Final = 4.0
 PATIENCE: Final = 150
+SETTLE: Final = 25
 FORGET_RAMP: Final = 64
 START_WEIGHT: Final = 3.0
 LOSS_KEEP: Final = 0.99

@@ -33,6 +33,7 @@ SIZE_KEEP = 0.98
 QUIET_RATIO = 0.4
 FORCE_FRAMES = 4.0
 PATIENCE = 150
+SETTLE = 25
 FORGET_RAMP = 64
 START_WEIGHT = 3.0
 LOSS_KEEP = 0.99
@@ -61,6 +62,7 @@ cdef enum:
     C_RESET_AFTER = 3
     C_SKIP_MIN = 3
     C_PATIENCE = 150
+    C_SETTLE = 25
     C_FORGET_RAMP = 64
 
 cdef double C_BIN = 0.01
@@ -475,7 +477,6 @@ Reorders, times and conceals one audio stream."""
                 self._empty += 1
                 return _EMPTY
             self._since_adjust = 0
-            self._loss_avg = C_LOSS_KEEP * self._loss_avg + (1.0 - C_LOSS_KEEP)
             self._expanded += 1
             return _decision(_S_EXPAND, b"", nxt)
         self._underruns = 0
@@ -512,14 +513,17 @@ Reorders, times and conceals one audio stream."""
         after = nxt + 1
         cdef double quiet = C_QUIET_RATIO * self._avg_size
         cdef bint is_quiet = <double>len(<bytes>payload) <= quiet
-        cdef bint urgent
+        cdef bint urgent, clean
         if is_quiet:
             self._since_quiet = 0
         elif self._since_quiet < C_PATIENCE:
             self._since_quiet += 1
         if is_quiet or self._since_adjust >= C_ADJUST_INTERVAL:
-            urgent = self._waiting >= C_PATIENCE or self._since_quiet >= C_PATIENCE
-            if self._level > target + fd:
+            urgent = self._waiting >= C_PATIENCE or (
+                self._since_quiet >= C_PATIENCE and self._waiting >= C_SETTLE
+            )
+            clean = target <= self.min_delay
+            if self._level > target + (0.5 * fd if clean else fd):
                 following = store.get(after)
                 if following is not None:
                     if (
@@ -539,7 +543,7 @@ Reorders, times and conceals one audio stream."""
                             return _decision(_S_ACCELERATE, payload, nxt)
                         return _decision(_S_ACCELERATE, following, after)
                     self._waiting += 1
-            elif self._level < target:
+            elif self._level < (target - 0.5 * fd if clean else target):
                 if (
                     (is_quiet and self._prev_quiet)
                     or self._level < target - C_FORCE_FRAMES * fd

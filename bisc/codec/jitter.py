@@ -22,7 +22,9 @@ never by a timer.
   at their turn, the target is one frame longer: a lost frame is repaired from
   the next packet (Opus FEC or a redundant copy) only if that packet is here.
 - The buffer level (audio buffered from the next frame to play on, smoothed)
-  is steered into [target, target + one frame]: "accelerate" drops one frame
+  is steered into [target, target + one frame] (on a clean link, with the
+  target at its floor: [target - half a frame, target + half a frame], one
+  frame buffered): "accelerate" drops one frame
   (the smaller of the next two) above it, "expand" conceals one frame without
   consuming any below it. A cut or an insertion in speech is heard, and
   PESQ-style listeners punish it far more than a longer pause between
@@ -32,8 +34,8 @@ never by a timer.
   between two words, is left alone), where they may act on every pop. In speech
   they act, at most once per ADJUST_INTERVAL pops, only when the level is
   FORCE_FRAMES off target, or after PATIENCE chances (about 3 s) without
-  silence, or PATIENCE frames without a quiet one (music, a steady tone:
-  no pause is coming).
+  silence, or, once PATIENCE frames went by without a quiet one (music, a
+  steady tone: no pause is coming), after SETTLE chances (0.5 s) out of band.
 - Missing frames are decoded from the next packet's in-band FEC when it is
   buffered ("fec"), concealed otherwise ("plc"); a buffer run dry expands.
   Frames that a later packet carries as redundancy go in with `recover`.
@@ -68,6 +70,7 @@ SIZE_KEEP = 0.98  # smoothing of the mean payload size
 QUIET_RATIO = 0.4  # a payload under this fraction of the mean size is (near) silence
 FORCE_FRAMES = 4.0  # this far (in frames) off target, adjust even in speech
 PATIENCE = 150  # adjustment opportunities (about 3 s) to wait for a quiet frame
+SETTLE = 25  # no pauses (a tone, music): chances (0.5 s) out of the band before each forced step
 FORGET_RAMP = 64  # packets over which the forget factor grows to FORGET (1 - 1/(64 + 3) > FORGET)
 START_WEIGHT = 3.0  # start_delay weighs as this many packets: gone (under 5%) after about a second
 LOSS_KEEP = 0.99  # smoothing of the share of frames whose own packet was missing at their turn
@@ -387,7 +390,6 @@ class JitterBuffer:
                 stats["empty"] += 1
                 return _EMPTY
             self._since_adjust = 0
-            self._loss_avg = LOSS_KEEP * self._loss_avg + (1.0 - LOSS_KEEP)
             stats["expanded"] += 1
             return Decision(EXPAND, b"", nxt)
         self._underruns = 0
@@ -427,8 +429,12 @@ class JitterBuffer:
             self._since_quiet += 1
         if is_quiet or self._since_adjust >= ADJUST_INTERVAL:
             # No pause for PATIENCE frames (music, a tone: none will come), or waited that long.
-            urgent = self._waiting >= PATIENCE or self._since_quiet >= PATIENCE
-            if self._level > target + fd:
+            waited = self._waiting
+            urgent = waited >= PATIENCE or (self._since_quiet >= PATIENCE and waited >= SETTLE)
+            # The band: [target, target + a frame]; on a clean link (target at the floor, nothing
+            # missed) centred on it instead: one frame buffered is enough there.
+            clean = target <= self.min_delay
+            if self._level > target + (0.5 * fd if clean else fd):
                 following = store.get(after)
                 if following is not None:
                     if (
@@ -448,7 +454,7 @@ class JitterBuffer:
                             return Decision(ACCELERATE, payload, nxt)
                         return Decision(ACCELERATE, following, after)
                     self._waiting += 1
-            elif self._level < target:
+            elif self._level < (target - 0.5 * fd if clean else target):
                 if (is_quiet and self._prev_quiet) or self._level < target - FORCE_FRAMES * fd or urgent:
                     store[nxt] = payload  # not consumed (nor missed again)
                     self._level += fd
