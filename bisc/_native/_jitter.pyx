@@ -482,8 +482,7 @@ Reorders, times and conceals one audio stream."""
         self._underruns = 0
         payload = store.pop(nxt, None)
         cdef bint missed = payload is None or nxt in self._recovered
-        if payload is not None and missed:
-            self._recovered.discard(nxt)
+        self._recovered.discard(nxt)
         if missed:
             self._loss_avg = C_LOSS_KEEP * self._loss_avg + (1.0 - C_LOSS_KEEP)
         else:

@@ -48,11 +48,8 @@ def refuse_reason(offer: StreamOffer) -> str | None:
         return f"stream {offer.stream_id}: {offer.kind} is not supported"
     if offer.stream_id != VOICE_STREAM:
         return f"stream {offer.stream_id}: audio is stream {VOICE_STREAM}"
-    if offer.codec not in (OPUS, OPUS_RED) or (offer.clock_rate, offer.channels, offer.frame_ms) != (
-        SAMPLE_RATE,
-        1,
-        20,
-    ):
+    format_ = (offer.clock_rate, offer.channels, offer.frame_ms)
+    if offer.codec not in (OPUS, OPUS_RED) or format_ != (SAMPLE_RATE, 1, 20):
         return f"stream {offer.stream_id}: only Opus 48 kHz mono 20 ms frames are supported"
     return None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bisc.errors import PacketError
 
@@ -84,7 +84,7 @@ class RedundancyPolicy:
 
     max_copies: int = 1
     copies: int = 0
-    _quiet_since: float | None = None
+    _quiet_since: float | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_copies <= MAX_COPIES:

@@ -395,8 +395,7 @@ class JitterBuffer:
         self._underruns = 0
         payload = store.pop(nxt, None)
         missed = payload is None or nxt in self._recovered
-        if payload is not None and missed:
-            self._recovered.discard(nxt)
+        self._recovered.discard(nxt)
         self._loss_avg = LOSS_KEEP * self._loss_avg + ((1.0 - LOSS_KEEP) if missed else 0.0)
         if self._loss_avg >= LOSS_MARGIN_AT:
             target += fd

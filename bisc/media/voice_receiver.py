@@ -117,20 +117,18 @@ class VoiceReceiver:
         except PacketError:
             self.malformed += 1
             return
+        if packet.stream_id != self.stream_id or packet.fragment_count != 1:
+            self.malformed += 1
+            return
         payload = bytes(packet.payload)
         copies: tuple[bytes, ...] = ()
-        if self.red and packet.stream_id == self.stream_id:
+        if self.red:
             try:
                 payload, copies = audio_red.unpack(payload)
             except audio_red.RedError:
                 self.malformed += 1
                 return
-        if (
-            packet.stream_id != self.stream_id
-            or packet.fragment_count != 1
-            or not payload
-            or len(payload) > MAX_PACKET_BYTES
-        ):
+        if not payload or len(payload) > MAX_PACKET_BYTES:
             self.malformed += 1
             return
         seq, ts = packet.sequence, packet.timestamp
